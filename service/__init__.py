@@ -1,0 +1,1 @@
+"""Query service: hybrid search, cited answers and decision records over a built index."""
