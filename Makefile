@@ -1,0 +1,56 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+INDEX  ?= .index
+CORPUS ?= corpus
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+export DO_NOT_TRACK = 1
+export HF_HUB_OFFLINE = 1
+export TRANSFORMERS_OFFLINE = 1
+export UNSTRUCTURED_DISABLE_NOTICE = 1
+
+.PHONY: run test install install-dev index serve evals bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Builds the index if it is missing or stale; an up-to-date index is a no-op in about a second.
+index: install
+	$(PY) -m indexer build $(CORPUS) --index $(INDEX)
+
+serve: install
+	$(PY) -m service --index $(INDEX) --host $(HOST) --port $(PORT)
+
+run: index serve
+
+# Debian's chromium for the browser test (Playwright's own browser download cannot work here).
+/usr/bin/chromium:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
+
+test: install-dev /usr/bin/chromium
+	$(PY) -m pytest
+
+evals: install-dev index
+	$(PY) -m evals run --questions evals/questions.jsonl --index $(INDEX) --retrievers bm25,dense,hybrid --out evals/out
+
+bench: install-dev index
+	$(PY) benchmarks/bench_build.py
+	$(PY) benchmarks/bench_search.py --index $(INDEX)
+
+clean:
+	rm -rf $(INDEX) .pytest_cache

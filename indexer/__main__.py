@@ -1,0 +1,85 @@
+"""python -m indexer build [CORPUS_DIR] --index DIR | python -m indexer stats --index DIR"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from indexer.config import get_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m indexer", description="Index council board papers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build or refresh the index of a corpus folder")
+    b.add_argument("corpus", nargs="?", type=Path, help="corpus folder (default: $BOARDPAPERS_CORPUS_DIR or corpus)")
+    b.add_argument("--index", type=Path, help="index folder (default: $BOARDPAPERS_INDEX_DIR or .index)")
+    b.add_argument("--model", help="embedding model name or folder (default: bundled all-MiniLM-L6-v2)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s = sub.add_parser("stats", help="print what an index holds")
+    s.add_argument("--index", type=Path)
+    args = parser.parse_args(argv)
+
+    settings = get_settings(
+        corpus_dir=getattr(args, "corpus", None),
+        index_dir=args.index,
+        model=getattr(args, "model", None),
+        progress=False if getattr(args, "no_progress", False) else None,
+    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "build":
+        return _build(settings)
+    return _stats(settings)
+
+
+def _build(settings) -> int:
+    from indexer.discover import CorpusError
+    from indexer.embed import EncoderError
+    from indexer.pipeline import BuildError, build
+
+    try:
+        report = build(settings)
+    except (CorpusError, BuildError, EncoderError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if report.up_to_date:
+        print(f"index at {settings.index_dir} is up to date: {report.documents} documents, "
+              f"{report.chunks} chunks, nothing embedded ({report.seconds:.1f}s)")
+    else:
+        print(f"indexed {report.documents} documents into {report.chunks} chunks and {report.decisions} "
+              f"decision records at {settings.index_dir}: {report.reparsed} parsed, {report.embedded} chunks "
+              f"embedded, {report.reused_vectors} reused ({report.seconds:.1f}s)")
+    for doc_id, notes in report.notes.items():
+        print(f"note: {doc_id}: {'; '.join(notes)}")
+    for s in report.skipped:
+        print(f"skipped: {s.path}: {s.reason}")
+    return 0
+
+
+def _stats(settings) -> int:
+    from indexer.store import read_manifest
+
+    manifest = read_manifest(settings.index_dir)
+    if manifest is None:
+        print(f"error: no index at {settings.index_dir}", file=sys.stderr)
+        return 2
+    counts = manifest["counts"]
+    print(f"index:      {settings.index_dir}")
+    print(f"built at:   {manifest['built_at']}")
+    print(f"model:      {manifest['model']['name']} (dim {manifest['model']['dim']}, max {manifest['model']['max_tokens']} tokens)")
+    print(f"documents:  {counts['documents']}")
+    print(f"chunks:     {counts['chunks']}")
+    print(f"decisions:  {counts['decisions']}")
+    print(f"tokens:     {counts['tokens']} ({manifest['chunking']['tiktoken_encoding']})")
+    for doc_id, d in sorted(manifest["documents"].items()):
+        print(f"  {doc_id}: {d['chunks']} chunks, {d['decisions']} decisions")
+    print(f"skipped:    {len(manifest['skipped'])}")
+    for s in manifest["skipped"]:
+        print(f"  {s['path']}: {s['reason']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

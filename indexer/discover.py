@@ -1,0 +1,78 @@
+"""Find the source files of a corpus folder and their metadata (corpus/metadata.toml)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tomllib
+from datetime import date
+from pathlib import Path
+
+from indexer.records import DocumentMeta, SourceFile
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "metadata.toml"
+
+
+class CorpusError(Exception):
+    """The corpus folder itself is unusable (missing, or a malformed metadata file)."""
+
+
+def discover(corpus_dir: Path) -> list[SourceFile]:
+    """Every file below corpus_dir except the metadata file and hidden files, sorted by path.
+
+    Unsupported types are returned too: the parse stage reports them as skipped, so the user
+    sees every file that was not indexed and why.
+    """
+    if not corpus_dir.is_dir():
+        raise CorpusError(f"corpus folder not found: {corpus_dir}")
+    metadata = load_metadata(corpus_dir / METADATA_FILE)
+    files = []
+    for path in sorted(p for p in corpus_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(corpus_dir)
+        if path.name == METADATA_FILE or any(part.startswith(".") for part in rel.parts):
+            continue
+        files.append(
+            SourceFile(
+                path=path,
+                doc_id=doc_id_for(rel),
+                sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                meta=metadata.get(str(rel)) or metadata.get(path.name),
+            )
+        )
+    return files
+
+
+def doc_id_for(rel: Path) -> str:
+    """A URL-safe id from the path: folders joined with "--", the suffix dropped."""
+    stem = "--".join([*rel.parts[:-1], rel.stem])
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in stem)
+
+
+def load_metadata(path: Path) -> dict[str, DocumentMeta]:
+    if not path.exists():
+        return {}
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise CorpusError(f"{path}: not valid TOML ({e})") from e
+    out = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, dict) or "title" not in entry:
+            raise CorpusError(f"{path}: entry [{name!r}] needs at least a title")
+        when = entry.get("meeting_date")
+        if isinstance(when, str):
+            try:
+                when = date.fromisoformat(when)
+            except ValueError as e:
+                raise CorpusError(f"{path}: [{name!r}] meeting_date {when!r} is not YYYY-MM-DD") from e
+        out[name] = DocumentMeta(
+            title=str(entry["title"]),
+            council=entry.get("council"),
+            body=entry.get("body"),
+            meeting_date=when,
+            document_type=entry.get("document_type", "document"),
+            source="metadata",
+        )
+    return out

@@ -1,0 +1,181 @@
+"""Answers for the chat box: short, every statement cited with an exact quote.
+
+Default answerer needs no LLM: it picks the sentences of the best passages that answer the
+question and names the meeting each comes from. For "what did the board resolve/decide"
+questions it prefers resolution text. When the evidence is weak it says so (found = false).
+An optional OpenAI-compatible endpoint can write the answer instead; any failure falls back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.dates import format_date
+from indexer.lexical import tokenize
+from indexer.records import Chunk
+from service.config import ServiceSettings
+from service.convert import search_result
+from service.decisions import DecisionSearch
+from service.retrieve import Hit, Retriever
+from service.schemas import AskCitation, AskRequest, AskResponse
+
+log = logging.getLogger(__name__)
+
+DECISION_Q = re.compile(r"(?i)\b(resolv\w*|decid\w*|decision\w*|agree\w*|endors\w*|approv\w*|resolution\w*)\b")
+FOLLOW_UP = re.compile(r"(?i)^(and|what about|how about|also|same for|and what about)\b|\b(it|they|that|those|this|them)\b")
+_SENT = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9(\"“‘'])|\n+")
+NOT_FOUND = ("The board papers I have don't appear to cover this. "
+             "The nearest passages are listed below in case they help.")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    chunk: Chunk
+    start: int  # into the document text
+    end: int
+    text: str
+    score: float
+
+
+class Answerer:
+    def __init__(self, settings: ServiceSettings, retriever: Retriever, decisions: DecisionSearch, encoder) -> None:
+        self.settings = settings
+        self.retriever = retriever
+        self.decisions = decisions
+        self.encoder = encoder
+
+    def contextual_query(self, req: AskRequest) -> str:
+        """A follow-up ("and what about breast screening?") is read against the previous question."""
+        q = req.question
+        if req.history and (FOLLOW_UP.search(q) or len(tokenize(q)) <= 3):
+            prev = req.history[-1].question
+            return f"{q} {prev}"
+        return q
+
+    def answer(self, req: AskRequest) -> AskResponse:
+        query = self.contextual_query(req)
+        wants_decision = bool(DECISION_Q.search(req.question))
+        hits = self.retriever.search(query, 8, req.filters)
+        passages = [search_result(self.retriever.index, i + 1, h.score, h.chunk) for i, h in enumerate(hits[:5])]
+        if not hits:
+            return AskResponse(answer=NOT_FOUND, found=False, citations=[], passages=[])
+        qv = self.encoder.encode([query])[0]
+        chosen, evidence = self._select(query, hits, qv, wants_decision)
+        if evidence < self.settings.found_threshold or not chosen:
+            return AskResponse(answer=NOT_FOUND, found=False, citations=[], passages=passages)
+        if self.settings.llm_url:
+            try:
+                from service.llm import llm_answer
+
+                written = llm_answer(self.settings, req.question, hits[:6])
+                if written is not None:
+                    return AskResponse(answer=written[0], found=True, citations=written[1], passages=passages,
+                                       answerer="llm")
+            except Exception as e:  # any LLM failure falls back to the extractive answer
+                log.warning("LLM answer failed, using extractive answer: %s", e)
+        answer, citations = self._compose(chosen)
+        return AskResponse(answer=answer, found=True, citations=citations, passages=passages)
+
+    # ------------------------------------------------------------ selection
+
+    def _select(self, query: str, hits: list[Hit], qv: np.ndarray, wants_decision: bool):
+        q_terms = set(tokenize(query))
+        candidates: list[Sentence] = []
+        texts = self.retriever.index.texts
+        for rank, hit in enumerate(hits[:5]):
+            c = hit.chunk
+            if wants_decision and c.kind == "resolution":
+                # A resolution is quoted whole: its numbered parts are the answer.
+                candidates.append(Sentence(c, c.char_start, c.char_end, c.text, 0.0))
+                continue
+            for s, e in _sentences(texts[c.doc_id], c.char_start, c.char_end):
+                text = texts[c.doc_id][s:e]
+                if len(text.split()) >= 4:
+                    candidates.append(Sentence(c, s, e, text, 0.0))
+        if not candidates:
+            return [], 0.0
+        vecs = self.encoder.encode([f"{' › '.join(s.chunk.heading_path[1:])}\n{s.text}" for s in candidates])
+        dense = vecs @ qv
+        scored = []
+        rank_of = {h.chunk.id: r for r, h in enumerate(hits)}
+        for s, d in zip(candidates, dense):
+            terms = set(tokenize(s.text))
+            overlap = len(q_terms & terms) / max(1, len(q_terms))
+            score = 0.65 * float(d) + 0.35 * overlap - 0.02 * rank_of.get(s.chunk.id, 5)
+            if wants_decision and s.chunk.kind == "resolution":
+                score += 0.15
+            scored.append(Sentence(s.chunk, s.start, s.end, s.text, score))
+        scored.sort(key=lambda s: -s.score)
+        best = scored[0].score
+        chosen: list[Sentence] = []
+        for s in scored:
+            if len(chosen) == 3 or s.score < best - 0.12:
+                break
+            if any(o.chunk.id == s.chunk.id and abs(o.start - s.start) < 5 for o in chosen):
+                continue
+            if any(_similar(o.text, s.text) for o in chosen):
+                continue
+            chosen.append(s)
+        return chosen, best
+
+    # ------------------------------------------------------------ composition
+
+    def _compose(self, chosen: list[Sentence]) -> tuple[str, list[AskCitation]]:
+        lines, citations = [], []
+        for n, s in enumerate(chosen, 1):
+            c = s.chunk
+            where = _meeting_phrase(c)
+            quote = s.text.strip()
+            lead = "The board resolved" if c.kind == "resolution" else where[0].upper() + where[1:]
+            if c.kind == "resolution":
+                lines.append(f"{lead} ({where}): “{_one_line(quote)}” [{n}]")
+            else:
+                lines.append(f"{lead}: “{_one_line(quote)}” [{n}]")
+            citations.append(AskCitation(
+                n=n, quote=quote, document_id=c.doc_id, title=c.title, council=c.council, body=c.body,
+                meeting_date=c.meeting_date, agenda_item=c.agenda_item, page=c.page,
+                char_start=s.start, char_end=s.start + len(quote),
+            ))
+        return "\n".join(lines), citations
+
+    def stream_events(self, req: AskRequest):
+        """Server-sent events: the answer in pieces, then the whole response."""
+        result = self.answer(req)
+        for piece in re.findall(r"\S+\s*", result.answer):
+            yield f"event: delta\ndata: {json.dumps({'text': piece})}\n\n"
+        yield f"event: done\ndata: {result.model_dump_json()}\n\n"
+
+
+def _sentences(text: str, start: int, end: int):
+    pos = start
+    for m in _SENT.finditer(text, start, end):
+        if m.start() > pos:
+            yield pos, m.start()
+        pos = m.end()
+    if pos < end:
+        yield pos, end
+
+
+def _similar(a: str, b: str) -> bool:
+    ta, tb = set(tokenize(a)), set(tokenize(b))
+    return bool(ta and tb) and len(ta & tb) / min(len(ta), len(tb)) > 0.8
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def _meeting_phrase(c: Chunk) -> str:
+    who = " ".join(x for x in (c.council, c.body) if x) or "the board papers"
+    kind = {"minutes": "minutes of the", "report": "report to the", "appendix": "appendix for the",
+            "agenda": "agenda of the"}.get(c.document_type, "papers of the")
+    when = f"meeting of {format_date(c.meeting_date)}" if c.meeting_date else "papers"
+    item = f", {c.agenda_item}" if c.agenda_item else ""
+    if c.document_type in ("progress_report",) or not c.meeting_date:
+        return f"{c.title} ({who}){item}"
+    return f"{kind} {who} {when}{item}"

@@ -1,0 +1,83 @@
+"""App factory. The index and encoder are loaded once, in the lifespan, never at import time."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from indexer.embed import Encoder, load_encoder
+from indexer.store import LoadedIndex, load_index
+from service.config import ServiceSettings
+from service.deps import Services
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def build_services(settings: ServiceSettings, encoder: Encoder | None = None, index: LoadedIndex | None = None) -> Services:
+    from service.answer import Answerer
+    from service.decisions import DecisionSearch
+    from service.retrieve import Retriever
+
+    encoder = encoder or load_encoder(settings.model)
+    index = index or load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim)
+    if index.manifest["model"]["name"] != encoder.name or index.manifest["model"]["dim"] != encoder.dim:
+        from indexer.store import IndexError_
+
+        raise IndexError_(
+            f"index was built with {index.manifest['model']['name']!r} (dim {index.manifest['model']['dim']}) "
+            f"but the encoder is {encoder.name!r} (dim {encoder.dim}): rebuild the index"
+        )
+    retriever = Retriever(index, encoder, candidates=settings.candidates, fusion=settings.fusion,
+                          rrf_k=settings.rrf_k, dense_weight=settings.dense_weight, date_boost=settings.date_boost)
+    decisions = DecisionSearch(index, retriever)
+    return Services(settings, index, encoder, retriever, decisions, Answerer(settings, retriever, decisions, encoder))
+
+
+def create_app(settings: ServiceSettings | None = None, *, encoder: Encoder | None = None,
+               index: LoadedIndex | None = None) -> FastAPI:
+    """The FastAPI app; heavy loading happens when it starts, through the lifespan."""
+    settings = settings or ServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.services = build_services(settings, encoder, index)
+        log.info("loaded index %s: %d chunks", settings.index_dir, len(app.state.services.index.chunks))
+        yield
+
+    app = FastAPI(title="Board Papers Search", version="0.1.0", lifespan=lifespan,
+                  description="Cited search, answers and decision records over council board papers.")
+
+    @app.exception_handler(RequestValidationError)
+    async def readable_422(request: Request, exc: RequestValidationError):
+        # One sentence per problem, naming the field; never the input echoed back as a trace.
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+            msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}" if where else msg)
+        return JSONResponse(status_code=422, content={"detail": "; ".join(problems) or "invalid request"})
+
+    @app.exception_handler(Exception)
+    async def no_stack_traces(request: Request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(status_code=500, content={"detail": "internal error; it has been logged"})
+
+    from service.routes import ask, decisions, documents, meta, search
+
+    for module in (meta, search, documents, decisions, ask):
+        app.include_router(module.router)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index_page():
+        return FileResponse(STATIC / "index.html")
+
+    return app

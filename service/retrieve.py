@@ -1,0 +1,194 @@
+"""Hybrid retrieval: BM25 and dense (FAISS) candidates, fused, filtered, de-duplicated.
+
+Questions often name a meeting ("in March 2018", "at the January 2019 meeting") or a council;
+those become a soft boost for passages from that meeting or council, not a hard filter, so a
+wrong guess costs rank, not recall.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+
+from indexer.dates import DAY_MONTH_YEAR, MONTHS, find_month_years
+from indexer.embed import Encoder
+from indexer.records import Chunk
+from indexer.store import LoadedIndex
+from service.schemas import Filters
+
+RETRIEVERS = ("bm25", "dense", "hybrid")
+_YEAR = re.compile(r"\b(20\d\d|19\d\d)\b")
+
+
+@dataclass(frozen=True)
+class Hit:
+    row: int  # row in the chunk store = FAISS id = BM25 row
+    score: float
+    chunk: Chunk
+
+
+@dataclass(frozen=True)
+class QueryHints:
+    """What a question says about which meeting or council it means."""
+
+    dates: tuple[date, ...]
+    month_years: tuple[tuple[int, int], ...]
+    years: tuple[int, ...]
+    councils: tuple[str, ...]
+
+
+class UnknownRetriever(ValueError):
+    pass
+
+
+class Retriever:
+    def __init__(self, index: LoadedIndex, encoder: Encoder, *, candidates: int = 100, fusion: str = "rrf",
+                 rrf_k: int = 60, dense_weight: float = 0.5, date_boost: float = 0.5) -> None:
+        if fusion not in ("rrf", "weighted"):
+            raise ValueError(f"unknown fusion {fusion!r}: use 'rrf' or 'weighted'")
+        self.index = index
+        self.encoder = encoder
+        self.candidates = candidates
+        self.fusion = fusion
+        self.rrf_k = rrf_k
+        self.dense_weight = dense_weight
+        self.date_boost = date_boost
+        chunks = index.chunks
+        self._n = len(chunks)
+        self._councils = np.array([(c.council or "").lower() for c in chunks])
+        self._bodies = np.array([(c.body or "").lower() for c in chunks])
+        self._types = np.array([c.document_type for c in chunks])
+        self._kinds = np.array([c.kind for c in chunks])
+        self._dates = np.array([c.meeting_date.toordinal() if c.meeting_date else -1 for c in chunks])
+        self._months = np.array([(c.meeting_date.year * 12 + c.meeting_date.month) if c.meeting_date else -1 for c in chunks])
+        self._years = np.array([c.meeting_date.year if c.meeting_date else -1 for c in chunks])
+        self._dedup_key = [re.sub(r"\W+", " ", c.text.lower()).strip() for c in chunks]
+        self._known_councils = sorted({c.council for c in chunks if c.council})
+
+    # ------------------------------------------------------------ public
+
+    def search(self, query: str, k: int = 10, filters: Filters | None = None, mode: str = "hybrid",
+               use_hints: bool = True) -> list[Hit]:
+        """The k best passages for a query, best first, each passage text at most once."""
+        if mode not in RETRIEVERS:
+            raise UnknownRetriever(f"unknown retriever {mode!r}: use one of {', '.join(RETRIEVERS)}")
+        if self._n == 0:
+            return []
+        mask = self.mask(filters or Filters())
+        allowed = np.flatnonzero(mask)
+        if allowed.size == 0:
+            return []
+        depth = min(self.candidates, allowed.size)
+        fused: dict[int, float] = {}
+        if mode in ("bm25", "hybrid"):
+            self._add(fused, self._bm25(query, mask, depth), mode == "hybrid", 1.0 - self.dense_weight)
+        if mode in ("dense", "hybrid"):
+            self._add(fused, self._dense(query, allowed, depth), mode == "hybrid", self.dense_weight)
+        if use_hints and fused:
+            self._boost(fused, self.hints(query))
+        order = sorted(fused.items(), key=lambda kv: -kv[1])
+        hits: list[Hit] = []
+        seen: set[str] = set()
+        for row, score in order:
+            key = self._dedup_key[row]
+            if key in seen:
+                continue  # the same passage reached twice (a report and its copy in a pack)
+            seen.add(key)
+            hits.append(Hit(row, float(score), self.index.chunks[row]))
+            if len(hits) == k:
+                break
+        return hits
+
+    def mask(self, f: Filters) -> np.ndarray:
+        m = np.ones(self._n, dtype=bool)
+        if f.council:
+            m &= np.char.find(self._councils, f.council.lower()) >= 0
+        if f.body:
+            m &= np.char.find(self._bodies, f.body.lower()) >= 0
+        if f.document_type:
+            m &= self._types == f.document_type
+        if f.date_from:
+            m &= self._dates >= f.date_from.toordinal()
+        if f.date_to:
+            m &= (self._dates >= 0) & (self._dates <= f.date_to.toordinal())
+        if f.decisions_only:
+            m &= self._kinds == "resolution"
+        return m
+
+    def hints(self, query: str) -> QueryHints:
+        dates = []
+        for m in DAY_MONTH_YEAR.finditer(query):
+            try:
+                dates.append(date(int(m.group(3)), MONTHS[m.group(2).lower()], int(m.group(1))))
+            except ValueError:
+                pass
+        month_years = tuple(find_month_years(query))
+        years = tuple(int(y) for y in _YEAR.findall(query))
+        q = query.lower()
+        councils = tuple(c for c in self._known_councils if any(w in q for w in _council_words(c)))
+        return QueryHints(tuple(dates), month_years, years, councils)
+
+    # ------------------------------------------------------------ internals
+
+    def _bm25(self, query: str, mask: np.ndarray, depth: int) -> list[tuple[int, float]]:
+        scores = self.index.bm25.scores(query)
+        scores = np.where(mask, scores, -1.0)
+        top = np.argpartition(-scores, depth - 1)[:depth]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(r), float(scores[r])) for r in top if scores[r] > 0]
+
+    def _dense(self, query: str, allowed: np.ndarray, depth: int) -> list[tuple[int, float]]:
+        import faiss
+
+        q = self.encoder.encode([query])[0:1].astype(np.float32)
+        params = None
+        if allowed.size < self._n:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+        scores, ids = self.index.faiss_index.search(q, depth, params=params)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def _add(self, fused: dict[int, float], ranked: list[tuple[int, float]], hybrid: bool, weight: float) -> None:
+        if not ranked:
+            return
+        if not hybrid:
+            for row, score in ranked:
+                fused[row] = score
+            return
+        if self.fusion == "rrf":
+            for rank, (row, _) in enumerate(ranked):
+                fused[row] = fused.get(row, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+        else:
+            top = ranked[0][1]
+            low = ranked[-1][1]
+            span = (top - low) or 1.0
+            for row, score in ranked:
+                fused[row] = fused.get(row, 0.0) + weight * (score - low) / span
+
+    def _boost(self, fused: dict[int, float], hints: QueryHints) -> None:
+        if not (hints.dates or hints.month_years or hints.years or hints.councils) or self.date_boost == 0:
+            return
+        top = max(fused.values())
+        rows = np.fromiter(fused.keys(), dtype=np.int64)
+        bonus = np.zeros(rows.size)
+        if hints.dates:
+            bonus += np.isin(self._dates[rows], [d.toordinal() for d in hints.dates]) * 1.0
+        if hints.month_years:
+            bonus += np.isin(self._months[rows], [y * 12 + m for y, m in hints.month_years]) * 1.0
+        elif hints.years:
+            bonus += np.isin(self._years[rows], list(hints.years)) * 0.5
+        if hints.councils:
+            bonus += np.isin(self._councils[rows], [c.lower() for c in hints.councils]) * 0.5
+        # Scaled to the best fused score so the boost means the same for RRF and raw scores.
+        scale = self.date_boost * top * 0.5
+        for row, b in zip(rows, bonus):
+            if b:
+                fused[int(row)] += scale * b
+
+
+def _council_words(council: str) -> list[str]:
+    words = [w for w in re.findall(r"[a-z]+", council.lower()) if w not in {"london", "borough", "of", "city", "council", "the", "royal"}]
+    return words or [council.lower()]

@@ -1,0 +1,182 @@
+"""API request and response models: separate from the indexer's internal records."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_QUERY_CHARS = 2000
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    council: str | None = None
+    body: str | None = None
+    document_type: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    decisions_only: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> "Filters":
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError("date_from is after date_to")
+        return self
+
+
+def _clean_query(value: str) -> str:
+    if not value or not value.strip():
+        raise ValueError("the query is empty: type a question or some words to search for")
+    if len(value) > MAX_QUERY_CHARS:
+        raise ValueError(f"the query is {len(value)} characters long; the limit is {MAX_QUERY_CHARS}")
+    return value.strip()
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str
+    k: int = Field(10, ge=1, le=50)
+    filters: Filters = Field(default_factory=Filters)
+
+    _q = field_validator("query")(classmethod(lambda cls, v: _clean_query(v)))
+
+
+class Citation(BaseModel):
+    document_id: str
+    title: str
+    document_title: str
+    council: str | None
+    body: str | None
+    document_type: str
+    meeting_date: date | None
+    agenda_item: str | None
+    heading_path: list[str]
+    page: int | None
+    char_start: int
+    char_end: int
+    chunk_id: str | None = None
+
+
+class SearchResult(BaseModel):
+    rank: int
+    score: float
+    text: str
+    citation: Citation
+
+
+class SearchResponse(BaseModel):
+    query: str
+    took_ms: float
+    results: list[SearchResult]
+
+
+class PartOut(BaseModel):
+    kind: str
+    title: str
+    meeting_date: date | None
+    agenda_item: str | None
+    char_start: int
+    char_end: int
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    council: str | None
+    body: str | None
+    document_type: str
+    meeting_date: date | None
+    metadata_source: str
+    notes: list[str]
+    chars: int
+    pages: int | None
+    chunks: int
+
+
+class DocumentDetail(DocumentOut):
+    parts: list[PartOut]
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+
+
+class TextSpan(BaseModel):
+    document_id: str
+    title: str
+    start: int
+    end: int
+    text: str
+    before: str
+    after: str
+    total_chars: int
+
+
+class Turn(BaseModel):
+    question: str = Field(max_length=MAX_QUERY_CHARS)
+    answer: str = Field("", max_length=20000)
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str
+    history: list[Turn] = Field(default_factory=list, max_length=20)
+    filters: Filters = Field(default_factory=Filters)
+
+    _q = field_validator("question")(classmethod(lambda cls, v: _clean_query(v)))
+
+
+class AskCitation(BaseModel):
+    n: int
+    quote: str
+    document_id: str
+    title: str
+    council: str | None
+    body: str | None
+    meeting_date: date | None
+    agenda_item: str | None
+    page: int | None
+    char_start: int
+    char_end: int
+
+
+class AskResponse(BaseModel):
+    answer: str
+    found: bool
+    citations: list[AskCitation]
+    passages: list[SearchResult] = Field(default_factory=list)
+    answerer: str = "extractive"
+
+
+class DecisionOut(BaseModel):
+    id: str
+    kind: str
+    council: str | None
+    body: str | None
+    meeting_date: date | None
+    item: str | None
+    text: str
+    parts: int
+    citation: Citation
+    score: float | None = None
+
+
+class DecisionDetail(DecisionOut):
+    discussion: str
+    discussion_start: int
+    discussion_end: int
+    attendance: list[str]
+
+
+class DecisionList(BaseModel):
+    total: int
+    decisions: list[DecisionOut]
+
+
+class Timeline(BaseModel):
+    query: str
+    decisions: list[DecisionOut]
