@@ -12,9 +12,10 @@ import hashlib
 import json
 import logging
 import platform
+import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from indexer.records import Chunk, Decision, DocumentMeta, DocumentRecord, PartS
 from indexer.structure import AGENDA_STAMP, MINUTES_START, structure
 
 log = logging.getLogger(__name__)
+
+ISO_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 
 # Bump when parsing, structure or chunking changes what a build produces from the same file.
 PIPELINE_VERSION = 3
@@ -229,6 +232,15 @@ def _resolve_meta(src: SourceFile, parsed) -> tuple[DocumentMeta, list[str]]:
     )
     meta = dataclasses.replace(detected, document_type="agenda_pack" if looks_like_pack else "document")
     notes = ["no metadata entry; detected from the front sheet"] + list(detected.notes)
+    if meta.meeting_date is None:
+        # Published papers are often named after their meeting ("cabinet__2025-01-30__...").
+        m = ISO_DATE.search(src.path.name)
+        if m:
+            try:
+                meta = dataclasses.replace(meta, meeting_date=date.fromisoformat(m.group(0)))
+                notes = [n for n in notes if n != "meeting date not detected"] + ["meeting date taken from the file name"]
+            except ValueError:
+                pass
     return meta, notes
 
 

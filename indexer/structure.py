@@ -343,7 +343,9 @@ def _all_caps(t: str) -> bool:
 
 
 _COUNCIL = re.compile(
-    r"(?i)\b((?:london borough of|royal borough of|city of|borough of)\s+[a-z&\- ]+?|[a-z]+ (?:county|city|borough|district) council)\b(?=\s*$|[,.\n])"
+    r"\b((?:London Borough|Royal Borough|City|Borough) of [A-Z][a-z]+(?: (?:and|upon) [A-Z][a-z]+)?"
+    r"|(?:[A-Z][a-z]+ )+(?:County|City|Borough|District) Council"
+    r"|(?i:london borough of [a-z]+|city of westminster|westminster city council))\b"
 )
 _BODY = re.compile(r"\b((?i:health (?:&|and) wellbeing board)|Cabinet|(?:[A-Z][a-z&]+ ){1,4}Committee)\b")
 

@@ -262,6 +262,12 @@ def pdf_factory() -> Callable[[Path, list[list[str]]], Path]:
     return make_pdf
 
 
+@pytest.fixture
+def two_page_pdf(tmp_path: Path) -> Path:
+    """A hand-written 2-page PDF: page 1 about screening, page 2 about healthy weight."""
+    return make_pdf(tmp_path / "two-page-briefing.pdf", TWO_PAGE_PDF)
+
+
 # ---------------------------------------------------------------- the real corpus, parsed once
 
 
