@@ -1,0 +1,121 @@
+"""Search load benchmark: the real service on a loopback port, /search at concurrency 1 and 8.
+
+    python benchmarks/bench_search.py --index /tmp/idx1 [--requests 200] [--levels 1,8]
+
+Starts uvicorn in a thread on a free 127.0.0.1 port, warms it up, then sends POST /search
+requests (a fixed list of 40 questions from evals/questions.jsonl, cycled) from a thread pool.
+Reports p50/p95 latency and queries per second per level; writes benchmarks/results/search.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+for _n in ("DO_NOT_TRACK", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "UNSTRUCTURED_DISABLE_NOTICE"):
+    os.environ.setdefault(_n, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    pos = (len(s) - 1) * p / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def questions(n: int = 40) -> list[str]:
+    rows = [json.loads(line) for line in (ROOT / "evals" / "questions.jsonl").read_text().splitlines() if line.strip()]
+    return [r["question"] for r in rows[:n]]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--levels", default="1,8")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")
+    args = p.parse_args()
+
+    import httpx
+    import uvicorn
+
+    from service.app import create_app
+    from service.config import ServiceSettings
+
+    port = free_port()
+    app = create_app(ServiceSettings(index_dir=args.index))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            print("service did not start", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+
+    qs = questions()
+    levels = [int(x) for x in args.levels.split(",")]
+    results = []
+    try:
+        with httpx.Client(base_url=base, timeout=args.timeout,
+                          limits=httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))) as client:
+            for q in qs[:5]:  # warm-up: model, caches
+                client.post("/search", json={"query": q, "k": args.k}).raise_for_status()
+
+            def one(i: int) -> tuple[float, int]:
+                t0 = time.perf_counter()
+                try:
+                    r = client.post("/search", json={"query": qs[i % len(qs)], "k": args.k})
+                    code = r.status_code
+                except httpx.HTTPError:
+                    code = -1
+                return (time.perf_counter() - t0) * 1000, code
+
+            for level in levels:
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=level) as pool:
+                    out = list(pool.map(one, range(args.requests)))
+                wall = time.perf_counter() - t0
+                lat = [ms for ms, code in out if code == 200]
+                errors = sum(1 for _, code in out if code != 200)
+                row = {"concurrency": level, "requests": args.requests, "errors": errors,
+                       "p50_ms": round(pct(lat, 50), 1) if lat else None, "p95_ms": round(pct(lat, 95), 1) if lat else None,
+                       "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
+                       "qps": round(len(lat) / wall, 2), "wall_seconds": round(wall, 2)}
+                results.append(row)
+                print(f"concurrency {level}: p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  "
+                      f"{row['qps']} q/s  errors {errors}", flush=True)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    data = {"index": str(args.index), "cpu_count": os.cpu_count(), "k": args.k, "questions": len(qs), "levels": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

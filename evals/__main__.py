@@ -1,0 +1,86 @@
+"""python -m evals {run,ask,decisions,beir,cranfield} ... --out DIR"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m evals", description="Evaluate retrieval, answers and decision extraction.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="retrieval metrics over a question set")
+    r.add_argument("--questions", type=Path, default=HERE / "questions.jsonl")
+    src = r.add_mutually_exclusive_group()
+    src.add_argument("--index", type=Path, default=None)
+    src.add_argument("--url", default=None, help="a running service; only HTTP is used")
+    r.add_argument("--retrievers", default="bm25,dense,hybrid")
+    r.add_argument("--k", type=int, default=10)
+    r.add_argument("--out", type=Path, required=True)
+
+    a = sub.add_parser("ask", help="answers: evidence in citations, declines, verbatim quotes")
+    a.add_argument("--questions", type=Path, default=HERE / "questions.jsonl")
+    a.add_argument("--unanswerable", type=Path, default=HERE / "unanswerable.jsonl")
+    src = a.add_mutually_exclusive_group()
+    src.add_argument("--index", type=Path, default=None)
+    src.add_argument("--url", default=None)
+    a.add_argument("--out", type=Path, required=True)
+
+    d = sub.add_parser("decisions", help="decision-record extraction against gold")
+    d.add_argument("--gold", type=Path, default=HERE / "decisions_gold.jsonl")
+    d.add_argument("--index", type=Path, default=Path(".index"))
+    d.add_argument("--out", type=Path, required=True)
+
+    for name in ("beir", "cranfield"):
+        b = sub.add_parser(name, help=f"{name} benchmark indexed with our indexer")
+        b.add_argument("--data", type=Path, required=True)
+        if name == "beir":
+            b.add_argument("--split", default="test")
+        b.add_argument("--retrievers", default="bm25,dense,hybrid")
+        b.add_argument("--method", choices=("direct", "pipeline"), default="direct",
+                       help="direct: skip unstructured (fast); pipeline: write .txt files and run indexer.pipeline.build")
+        b.add_argument("--limit-queries", type=int, default=None)
+        b.add_argument("--out", type=Path, required=True)
+
+    args = p.parse_args(argv)
+    from evals import run as R
+
+    if args.cmd == "run":
+        from evals.questions import load_questions
+
+        qs = load_questions(args.questions)
+        if args.url:
+            searches = {"service": R.http_search(args.url)}
+            source = args.url
+        else:
+            index = args.index or Path(".index")
+            names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
+            searches = R.retriever_searches(index, names)
+            source = str(index)
+        result = R.run_eval(qs, searches, args.out, args.k, source=source)
+    elif args.cmd == "ask":
+        from evals.questions import load_questions, load_unanswerable
+
+        result = R.run_ask(load_questions(args.questions), load_unanswerable(args.unanswerable), args.out,
+                           index_dir=args.index or Path(".index"), url=args.url)
+    elif args.cmd == "decisions":
+        result = R.run_decisions(args.gold, args.out, args.index)
+    else:
+        from evals.datasets import load_beir, load_cranfield
+
+        bench = load_beir(args.data, args.split) if args.cmd == "beir" else load_cranfield(args.data)
+        names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
+        result = R.run_benchmark(bench, args.out, names, method=args.method, limit_queries=args.limit_queries)
+    json.dump(result, sys.stdout, indent=2, default=str)
+    print()
+    print(f"wrote {args.out}/metrics.json and {args.out}/report.md", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Shared fixtures for the service tests: one app over the real index per session.
+
+Test modules import with ``from service_fixtures import app_client  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TRACE_MARKERS = ("Traceback", 'File "')
+
+
+def load_jsonl(name: str) -> list[dict]:
+    with open(REPO / "evals" / name, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def assert_readable_422(r) -> str:
+    assert r.status_code == 422, (r.status_code, r.text)
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and detail.strip(), detail
+    for marker in TRACE_MARKERS:
+        assert marker not in detail
+    return detail
+
+
+@pytest.fixture(scope="session")
+def app_client(request):
+    import os
+    real_index = os.environ.get("DEV_INDEX") or request.getfixturevalue("real_index")
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.config import ServiceSettings
+
+    # Server errors come back as responses (the service's own 500 handler), so tests can assert "never a 500".
+    with TestClient(create_app(ServiceSettings(index_dir=real_index)), raise_server_exceptions=False) as client:
+        yield client

@@ -1,0 +1,381 @@
+"""End-to-end builds with the fake encoder: load, incremental rebuilds, skipped files, crash safety.
+
+One test (marked `model`) checks the real index of the bundled corpus built with the real model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer import pipeline, store
+from indexer.discover import CorpusError
+
+PACK_ID = "hwb-2018-07-26-pack"
+MD_ID = "healthy-weight-notes"
+HTML_ID = "air-quality-briefing"
+
+
+def _build(settings, encoder):
+    return pipeline.build(settings, encoder=encoder)
+
+
+def _builds(index_dir: Path) -> list[str]:
+    return sorted(p.name for p in (index_dir / store.BUILDS).iterdir())
+
+
+def _by_doc(loaded, doc_id):
+    return [c for c in loaded.chunks if c.doc_id == doc_id]
+
+
+@pytest.fixture
+def built(tiny_corpus, settings_for, fake_encoder):
+    """The tiny corpus built once: (settings, report, loaded index)."""
+    settings = settings_for(tiny_corpus)
+    report = _build(settings, fake_encoder)
+    return settings, report, store.load_index(settings.index_dir)
+
+
+# ---------------------------------------------------------------- a first build
+
+
+def test_build_then_load(built, tiny_corpus):
+    settings, report, loaded = built
+    assert settings.index_dir == tiny_corpus.parent / "index"
+    assert not report.up_to_date
+    assert report.documents == 3 and report.reparsed == 3
+    assert report.skipped == []
+    assert report.chunks == len(loaded.chunks) >= 8
+    assert report.embedded == report.chunks and report.reused_vectors == 0
+    assert loaded.faiss_index.ntotal == len(loaded.chunks)
+    assert loaded.vectors.shape == (len(loaded.chunks), 64)
+    assert loaded.vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(loaded.vectors, axis=1), 1.0, atol=1e-5)
+    assert set(loaded.documents) == {PACK_ID, MD_ID, HTML_ID}
+
+    m = loaded.manifest
+    assert m["model"] == {"name": "fake-hashing-64", "dim": 64, "max_tokens": 254}
+    assert m["format_version"] == store.FORMAT_VERSION
+    assert m["counts"]["documents"] == 3 and m["counts"]["chunks"] == len(loaded.chunks)
+    assert m["counts"]["tokens"] == sum(c.tokens for c in loaded.chunks) > 0
+    for name, doc_id in ((f"{PACK_ID}.txt", PACK_ID), (f"{MD_ID}.md", MD_ID), (f"{HTML_ID}.html", HTML_ID)):
+        digest = hashlib.sha256((tiny_corpus / name).read_bytes()).hexdigest()
+        assert m["documents"][doc_id]["sha256"] == digest == loaded.documents[doc_id].sha256
+        assert m["documents"][doc_id]["chunks"] == len(_by_doc(loaded, doc_id))
+    for pkg in ("python", "faiss-cpu", "unstructured", "bm25s", "tiktoken"):
+        assert m["versions"][pkg]
+    built_at = datetime.fromisoformat(m["built_at"])
+    assert built_at.tzinfo is not None
+    assert abs((datetime.now(built_at.tzinfo) - built_at).total_seconds()) < 600
+
+    # `current` points at the one build folder.
+    assert (settings.index_dir / store.CURRENT).is_symlink()
+    assert _builds(settings.index_dir) == [loaded.path.name]
+
+
+def test_built_chunks_cite_the_stored_text(built):
+    _, _, loaded = built
+    for c in loaded.chunks:
+        assert loaded.texts[c.doc_id][c.char_start:c.char_end] == c.text
+    pack = loaded.documents[PACK_ID]
+    kinds = [p.kind for p in pack.parts]
+    assert kinds == ["agenda", "minutes", "report"]
+    minutes = pack.parts[1]
+    assert minutes.meeting_date == date(2018, 3, 8)
+    assert loaded.texts[PACK_ID][minutes.char_start:].startswith("Decisions of the Health & Wellbeing Board")
+    report = pack.parts[2]
+    assert report.agenda_item == "7" and report.title == "Some report on community wellbeing"
+
+
+def test_build_extracts_decisions_and_recommendations(built):
+    _, report, loaded = built
+    assert report.decisions == len(loaded.decisions) == 2
+    decision = next(d for d in loaded.decisions if d.kind == "decision")
+    assert decision.meeting_date == date(2018, 3, 8)
+    assert decision.item == "6. Screening Update"
+    assert decision.parts == 2
+    assert decision.text.startswith("It was RESOLVED that:")
+    assert "sexual health clinics" in decision.text
+    assert loaded.texts[PACK_ID][decision.char_start:decision.char_end] == decision.text
+    rec = next(d for d in loaded.decisions if d.kind == "recommendation")
+    assert rec.meeting_date == date(2018, 7, 26)
+    assert rec.item == "Item 7: Some report on community wellbeing"
+    assert rec.parts == 2
+    assert loaded.decisions_bm25 is not None
+
+
+def test_loaded_lexical_and_dense_indexes_find_the_passage(built, fake_encoder):
+    _, _, loaded = built
+    scores = loaded.bm25.scores("nitrogen dioxide monitoring")
+    assert scores.shape == (len(loaded.chunks),)
+    assert loaded.chunks[int(np.argmax(scores))].doc_id == HTML_ID
+    query = fake_encoder.encode(["nitrogen dioxide levels monitoring sites annual limit"])
+    _, rows = loaded.faiss_index.search(query, 1)
+    assert loaded.chunks[int(rows[0][0])].doc_id == HTML_ID
+
+
+def test_file_without_metadata_gets_detected_meta_with_notes(built):
+    _, report, loaded = built
+    pack = loaded.documents[PACK_ID]
+    assert pack.metadata_source == "metadata" and pack.notes == ()
+    assert pack.title == "Health & Wellbeing Board agenda pack, 26 July 2018"
+
+    md = loaded.documents[MD_ID]
+    assert md.metadata_source == "detected"
+    assert md.council == "London Borough of Barnet"
+    assert md.meeting_date is None
+    assert md.notes[0] == "no metadata entry; detected from the front sheet"
+    assert "meeting date not detected" in md.notes and "body not detected" in md.notes
+    html = loaded.documents[HTML_ID]
+    assert html.metadata_source == "detected" and html.council == "City of Westminster"
+    assert html.title == "Air Quality Briefing"
+    assert report.notes[MD_ID] == list(md.notes)
+    assert report.notes[HTML_ID] == list(html.notes)
+    assert PACK_ID not in report.notes
+    # The markdown/HTML marks are gone from what was indexed.
+    assert "**" not in loaded.texts[MD_ID] and "](" not in loaded.texts[MD_ID]
+    assert "<p>" not in loaded.texts[HTML_ID] and "<b>" not in loaded.texts[HTML_ID]
+
+
+def test_load_index_refuses_another_model(built):
+    settings, _, _ = built
+    with pytest.raises(store.IndexError_) as info:
+        store.load_index(settings.index_dir, expect_model="other")
+    message = str(info.value)
+    assert "'fake-hashing-64'" in message and "'other'" in message
+    with pytest.raises(store.IndexError_, match="dimension 64"):
+        store.load_index(settings.index_dir, expect_model="fake-hashing-64", expect_dim=384)
+    assert store.load_index(settings.index_dir, expect_model="fake-hashing-64", expect_dim=64).chunks
+
+
+def test_load_index_without_index(tmp_path):
+    with pytest.raises(store.IndexError_, match="no index at"):
+        store.load_index(tmp_path / "nothing-here")
+
+
+# ---------------------------------------------------------------- incremental rebuilds
+
+
+def test_unchanged_corpus_is_up_to_date_and_writes_nothing(built, fake_encoder):
+    settings, first, loaded = built
+    before = _builds(settings.index_dir)
+    target = os.readlink(settings.index_dir / store.CURRENT)
+    report = _build(settings, fake_encoder)
+    assert report.up_to_date
+    assert report.embedded == 0 and report.reparsed == 0
+    assert (report.documents, report.chunks, report.decisions) == (first.documents, first.chunks, first.decisions)
+    assert _builds(settings.index_dir) == before
+    assert os.readlink(settings.index_dir / store.CURRENT) == target
+    assert store.read_manifest(settings.index_dir)["built_at"] == loaded.manifest["built_at"]
+
+
+def test_changed_file_reembeds_only_its_chunks(built, tiny_corpus, fake_encoder):
+    settings, first, old = built
+    md = tiny_corpus / f"{MD_ID}.md"
+    md.write_text(
+        md.read_text(encoding="utf-8")
+        + "\n## Funding\n\nA new grant from the public health budget pays for school nurses to run weight clinics.\n",
+        encoding="utf-8",
+    )
+    report = _build(settings, fake_encoder)
+    assert not report.up_to_date
+    assert report.reparsed == 1
+    new = store.load_index(settings.index_dir)
+    old_md_hashes = {c.content_hash for c in _by_doc(old, MD_ID)}
+    new_md = _by_doc(new, MD_ID)
+    changed = [c for c in new_md if c.content_hash not in old_md_hashes]
+    assert report.embedded == len(changed) > 0
+    assert report.reused_vectors == len(new.chunks) - len(changed)
+    assert report.reused_vectors >= len(_by_doc(old, PACK_ID)) + len(_by_doc(old, HTML_ID))
+    assert any("school nurses" in c.text for c in new_md)
+    # Untouched documents keep their chunks and the very same vectors.
+    old_rows = {c.id: i for i, c in enumerate(old.chunks)}
+    for i, c in enumerate(new.chunks):
+        if c.doc_id != MD_ID:
+            assert c == old.chunks[old_rows[c.id]]
+            assert np.array_equal(new.vectors[i], old.vectors[old_rows[c.id]])
+    assert new.manifest["documents"][MD_ID]["sha256"] == hashlib.sha256(md.read_bytes()).hexdigest()
+    assert new.manifest["documents"][PACK_ID] == old.manifest["documents"][PACK_ID]
+    # The old build folder is replaced by the new one.
+    assert _builds(settings.index_dir) == [new.path.name] != [old.path.name]
+
+
+def test_removed_file_removes_its_chunks(built, tiny_corpus, fake_encoder):
+    settings, first, old = built
+    (tiny_corpus / f"{HTML_ID}.html").unlink()
+    report = _build(settings, fake_encoder)
+    assert not report.up_to_date
+    assert report.documents == 2
+    assert report.embedded == 0 and report.reparsed == 0
+    new = store.load_index(settings.index_dir)
+    assert HTML_ID not in new.documents and HTML_ID not in new.manifest["documents"]
+    assert not _by_doc(new, HTML_ID)
+    assert len(new.chunks) == len(old.chunks) - len(_by_doc(old, HTML_ID)) == new.faiss_index.ntotal
+    assert new.bm25.scores("nitrogen dioxide").max() == 0.0
+
+
+def test_metadata_change_reparses_that_file(built, tiny_corpus, fake_encoder):
+    settings, _, _ = built
+    meta = tiny_corpus / "metadata.toml"
+    meta.write_text(meta.read_text(encoding="utf-8").replace("agenda pack, 26 July 2018", "papers, 26 July 2018"),
+                    encoding="utf-8")
+    report = _build(settings, fake_encoder)
+    assert report.reparsed == 1 and not report.up_to_date
+    new = store.load_index(settings.index_dir)
+    assert new.documents[PACK_ID].title == "Health & Wellbeing Board papers, 26 July 2018"
+    assert all(c.heading_path[0] == "Health & Wellbeing Board papers, 26 July 2018" for c in _by_doc(new, PACK_ID))
+
+
+# ---------------------------------------------------------------- bad files
+
+
+def _write_bad_files(folder: Path, pdf_bytes: bytes) -> dict[str, str]:
+    rnd = random.Random(11)
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "junk.txt").write_bytes(bytes(rnd.randrange(0, 256) for _ in range(6000)))
+    (folder / "corrupt.pdf").write_bytes(bytes(rnd.randrange(0, 256) for _ in range(3000)).replace(b"%PDF", b"xxxx"))
+    (folder / "truncated.pdf").write_bytes(pdf_bytes[:200])
+    (folder / "notes.xyz").write_text("The Board noted the report.", encoding="utf-8")
+    return {
+        "empty.txt": "empty file",
+        "junk.txt": "binary content in a text file",
+        "corrupt.pdf": "not a PDF",
+        "truncated.pdf": "",  # unstructured's own reason; any non-empty text
+        "notes.xyz": "unsupported file type .xyz",
+    }
+
+
+def test_bad_files_are_skipped_with_reasons(tiny_corpus, settings_for, fake_encoder, two_page_pdf):
+    expected = _write_bad_files(tiny_corpus, two_page_pdf.read_bytes())
+    settings = settings_for(tiny_corpus)
+    report = _build(settings, fake_encoder)
+    skipped = {Path(s.path).name: s.reason for s in report.skipped}
+    assert set(skipped) == set(expected)
+    for name, reason in expected.items():
+        assert skipped[name] and reason in skipped[name], (name, skipped[name])
+    assert report.documents == 3
+    loaded = store.load_index(settings.index_dir)
+    assert set(loaded.documents) == {PACK_ID, MD_ID, HTML_ID}
+    assert {Path(s["path"]).name for s in loaded.manifest["skipped"]} == set(expected)
+    # Skipped files are remembered: an unchanged corpus is still up to date, and says what it skipped.
+    again = _build(settings, fake_encoder)
+    assert again.up_to_date and again.embedded == 0
+    assert {Path(s.path).name for s in again.skipped} == set(expected)
+
+
+def test_only_bad_files_is_a_build_error(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "empty.txt").write_bytes(b"")
+    (corpus / "notes.xyz").write_text("text", encoding="utf-8")
+    settings = settings_for(tmp_path)
+    with pytest.raises(pipeline.BuildError, match="no file could be indexed"):
+        _build(settings, fake_encoder)
+    assert store.current_build(settings.index_dir) is None
+
+
+def test_missing_corpus_and_bad_metadata_are_corpus_errors(tmp_path, settings_for, fake_encoder):
+    with pytest.raises(CorpusError, match="corpus folder not found"):
+        _build(settings_for(tmp_path / "absent"), fake_encoder)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The Board met and noted the report.", encoding="utf-8")
+    (corpus / "metadata.toml").write_text('["a.txt"]\ncouncil = "Barnet"\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match="needs at least a title"):
+        _build(settings_for(tmp_path), fake_encoder)
+
+
+# ---------------------------------------------------------------- crash safety
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("simulated crash while writing the index")
+
+
+@pytest.mark.parametrize("where", ["bm25", "faiss"])
+def test_interrupted_build_leaves_the_old_index(built, tiny_corpus, fake_encoder, monkeypatch, where):
+    settings, _, old = built
+    old_ids = [c.id for c in old.chunks]
+    (tiny_corpus / f"{PACK_ID}.txt").write_text(
+        (tiny_corpus / f"{PACK_ID}.txt").read_text(encoding="utf-8") + "\nA late addendum about dental health.\n",
+        encoding="utf-8",
+    )
+    if where == "bm25":
+        monkeypatch.setattr(store.LexicalIndex, "build", classmethod(_boom))
+    else:
+        import faiss
+
+        monkeypatch.setattr(faiss, "write_index", _boom)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _build(settings, fake_encoder)
+    monkeypatch.undo()
+
+    after = store.load_index(settings.index_dir)
+    assert after.path == old.path
+    assert [c.id for c in after.chunks] == old_ids
+    assert not any("dental" in c.text for c in after.chunks)
+    leftovers = [p.name for p in (settings.index_dir / store.BUILDS).iterdir() if p.name.startswith(".tmp-")]
+    assert leftovers == []
+    assert _builds(settings.index_dir) == [old.path.name]
+    assert not [p.name for p in settings.index_dir.iterdir() if p.name.startswith(f".{store.CURRENT}-")]
+
+    # The next build, without the fault, picks up the change.
+    report = _build(settings, fake_encoder)
+    assert not report.up_to_date and report.embedded > 0
+    assert any("dental" in c.text for c in store.load_index(settings.index_dir).chunks)
+
+
+# ---------------------------------------------------------------- PDF
+
+
+def test_pdf_is_indexed_with_page_numbers(tmp_path, settings_for, fake_encoder, pdf_factory):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pdf_factory(
+        corpus / "briefing.pdf",
+        [
+            ["SCREENING PROGRAMMES", "The Board noted the report on cancer screening programmes across the borough."],
+            ["HEALTHY WEIGHT", "The Board discussed the whole system approach to healthy weight in children."],
+        ],
+    )
+    settings = settings_for(tmp_path)
+    report = _build(settings, fake_encoder)
+    assert report.skipped == [] and report.documents == 1
+    loaded = store.load_index(settings.index_dir)
+    assert loaded.documents["briefing"].pages == 2
+    pages = {c.page for c in loaded.chunks}
+    assert pages == {1, 2}
+    screening = next(c for c in loaded.chunks if "cancer screening" in c.text)
+    weight = next(c for c in loaded.chunks if "healthy weight in children" in c.text)
+    assert screening.page == 1 and weight.page == 2
+    assert "healthy weight" not in screening.text.lower()
+
+
+# ---------------------------------------------------------------- the real index
+
+
+@pytest.mark.model
+def test_real_index_of_the_bundled_corpus(real_index, corpus_dir):
+    loaded = store.load_index(real_index, expect_model="sentence-transformers/all-MiniLM-L6-v2", expect_dim=384)
+    assert len(loaded.chunks) > 1000
+    assert loaded.faiss_index.ntotal == len(loaded.chunks)
+    assert loaded.manifest["model"]["max_tokens"] == 254
+    assert len(loaded.documents) == 5 and loaded.manifest["skipped"] == []
+    march = [d for d in loaded.decisions if d.kind == "decision" and d.meeting_date == date(2018, 3, 8)]
+    screening = [d for d in march if d.parts == 5 and "screening" in d.text.lower()]
+    assert len(screening) == 1
+    assert screening[0].item == "6. Screening Update"
+    assert screening[0].doc_id == "barnet-hwb-2018-07-26-agenda-pack"
+
+    settings = pipeline.IndexerSettings(corpus_dir=corpus_dir, index_dir=real_index, progress=False)
+    report = pipeline.build(settings)
+    assert report.up_to_date
+    assert report.embedded == 0
+    assert report.chunks == len(loaded.chunks)
+    assert store.load_index(real_index).path == loaded.path
