@@ -18,7 +18,7 @@ from typing import Callable  # noqa: E402
 
 import pytest  # noqa: E402
 
-from indexer.config import IndexerSettings  # noqa: E402
+from indexer.config import DEFAULT_MODEL, IndexerSettings  # noqa: E402
 from indexer.embed import HashingEncoder  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,17 +54,22 @@ def settings_for() -> Callable[..., IndexerSettings]:
     `folder` is either a base folder (tmp_path) holding, or about to hold, a `corpus`
     subfolder - then corpus is folder/corpus and the index folder/index - or a corpus folder
     itself (e.g. what tiny_corpus returns) - then the index goes beside it: tmp_path/index for
-    tmp_path/corpus. Any IndexerSettings field can be overridden, e.g. index_dir=... .
+    tmp_path/corpus. Any IndexerSettings field can be overridden, e.g. index_dir=... ; without a
+    folder, pass both corpus_dir= and index_dir=.
     """
 
-    def make(folder: Path, **overrides) -> IndexerSettings:
-        folder = Path(folder)
-        if (folder / "corpus").is_dir() or not folder.exists() or not any(folder.iterdir()):
-            corpus, index = folder / "corpus", folder / "index"
-        else:
-            corpus = folder
-            index = folder.parent / ("index" if folder.name == "corpus" else f"{folder.name}-index")
-        values = {"corpus_dir": corpus, "index_dir": index, "model": FAKE_MODEL, "progress": False}
+    def make(folder: Path | None = None, **overrides) -> IndexerSettings:
+        values: dict = {"model": FAKE_MODEL, "progress": False}
+        if folder is not None:
+            folder = Path(folder)
+            if (folder / "corpus").is_dir() or not folder.exists() or not any(folder.iterdir()):
+                corpus, index = folder / "corpus", folder / "index"
+            else:
+                corpus = folder
+                index = folder.parent / ("index" if folder.name == "corpus" else f"{folder.name}-index")
+            values.update(corpus_dir=corpus, index_dir=index)
+        elif not {"corpus_dir", "index_dir"} <= overrides.keys():
+            raise TypeError("settings_for() needs a folder, or both corpus_dir= and index_dir=")
         values.update(overrides)
         return IndexerSettings(**values)
 
@@ -373,10 +378,11 @@ def real_index(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Pa
     A failed build fails every test that asks for it with the build's own error.
     """
     from indexer import pipeline
-    from indexer.store import current_build
+    from indexer.store import current_build, load_index
 
     index_dir = tmp_path_factory.mktemp("real-index") / "index"
-    settings = IndexerSettings(corpus_dir=corpus_dir, index_dir=index_dir, progress=False)
+    # The model is named explicitly so a BOARDPAPERS_MODEL in the environment cannot swap it.
+    settings = IndexerSettings(corpus_dir=corpus_dir, index_dir=index_dir, model=DEFAULT_MODEL, progress=False)
     try:
         report = pipeline.build(settings)
     except Exception as e:  # say clearly that the shared fixture failed, not the test body
@@ -384,6 +390,10 @@ def real_index(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Pa
         pytest.fail(f"building the real index of {corpus_dir} failed: {type(e).__name__}: {e}", pytrace=False)
     if current_build(index_dir) is None or report.chunks == 0:
         pytest.fail(f"the real index build at {index_dir} produced no usable build ({report})", pytrace=False)
+    try:
+        load_index(index_dir, expect_model=settings.model)
+    except Exception as e:
+        pytest.fail(f"the real index at {index_dir} does not load: {type(e).__name__}: {e}", pytrace=False)
     return index_dir
 
 

@@ -30,8 +30,6 @@ def assert_readable_422(r) -> str:
 
 @pytest.fixture(scope="session")
 def app_client(request):
-    import os
-    real_index = os.environ.get("DEV_INDEX") or request.getfixturevalue("real_index")
     from fastapi.testclient import TestClient
 
     from service.app import create_app

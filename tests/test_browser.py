@@ -29,8 +29,6 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def live_url(request):
-    import os
-    real_index = os.environ.get("DEV_INDEX") or request.getfixturevalue("real_index")
     import uvicorn
 
     from service.app import create_app

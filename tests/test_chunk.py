@@ -213,8 +213,45 @@ def test_screening_resolution_is_one_whole_chunk(chunked):
         "details of availability of sexual health clinics",
     ):
         assert phrase in c.text
-    # Larger than the soft target would allow a text chunk? Either way it is not cut.
-    assert c.tokens > 100
+    assert c.meeting_date == date(2018, 3, 8)
+    assert c.content_hash == content_hash(MODEL_NAME, c.embed_text)
+
+
+RESOLUTION_PARTS = [
+    "That the Health and Wellbeing Board noted the report on screening programmes and the uptake figures.",
+    "That the Board sought assurance that a clear reporting cycle is established for every programme.",
+    "That the Board sought assurance that a recovery plan is in place with clear actions and a schedule.",
+    "That the Board receives an item at its July meeting setting out the recovery plan for adult screening.",
+    "That NHSE supply details of the availability of sexual health clinics across Barnet and London.",
+]
+
+
+def test_resolution_stays_whole_beyond_the_soft_target(count_tiktoken, count_model, max_model_tokens):
+    discussion = " ".join(RESOLUTION_PARTS).replace("That the", "The")  # as long as the resolution
+    items = [
+        ("heading", "Decisions of the Health & Wellbeing Board", 1),
+        ("text", "8 March 2018"),
+        ("title", "6. SCREENING UPDATE (Agenda Item 6):"),
+        ("text", discussion),
+        ("text", "It was RESOLVED that:"),
+    ] + [("list_item", f"{i}. {t}") for i, t in enumerate(RESOLUTION_PARTS, 1)]
+    meta = DocumentMeta(title="Agenda pack", council="London Borough of Barnet", body="Health & Wellbeing Board",
+                        meeting_date=date(2018, 7, 26), document_type="agenda_pack")
+    small = ChunkSettings(target_tokens=64, max_model_tokens=max_model_tokens, model_name=MODEL_NAME)
+    doc = make_doc(items)
+    st = structure(doc, meta)
+    assert [p.kind for p in st.parts] == ["minutes"] and st.parts[0].meeting_date == date(2018, 3, 8)
+    chunks = chunk_document(doc, meta, st.parts, st.blocks, small, count_tiktoken, count_model)
+    resolution = [c for c in chunks if c.kind == "resolution"]
+    assert len(resolution) == 1
+    assert resolution[0].text.startswith("It was RESOLVED that:")
+    assert resolution[0].text.endswith(RESOLUTION_PARTS[-1])
+    assert resolution[0].tokens > 64  # over the soft target, under the model's bound: not cut
+    assert count_model(resolution[0].embed_text) <= max_model_tokens
+    assert resolution[0].heading_path[-1] == "6. Screening Update"
+    # The discussion of the same length is cut to the target.
+    text_chunks = [c for c in chunks if c.kind == "text" and c.char_start >= doc.elements[3].start]
+    assert len(text_chunks) >= 2 and all(c.tokens <= 64 for c in text_chunks)
 
 
 def test_recommendations_are_kept_whole(chunked):

@@ -68,8 +68,6 @@ def fake_llm():
 
 @pytest.fixture(scope="module")
 def llm_client(request, fake_llm):
-    import os
-    real_index = os.environ.get("DEV_INDEX") or request.getfixturevalue("real_index")
     from fastapi.testclient import TestClient
 
     from service.app import create_app

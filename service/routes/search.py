@@ -4,7 +4,8 @@ import time
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import ValidationError
 from fastapi.concurrency import run_in_threadpool
 
 from service.convert import search_result
@@ -38,6 +39,11 @@ async def search_get(
     date_to: date | None = None,
     decisions_only: bool = False,
 ) -> SearchResponse:
-    req = SearchRequest(query=q, k=k, filters=Filters(council=council, body=body, document_type=document_type,
-                                                      date_from=date_from, date_to=date_to, decisions_only=decisions_only))
+    try:
+        req = SearchRequest(query=q, k=k, filters=Filters(council=council, body=body, document_type=document_type,
+                                                          date_from=date_from, date_to=date_to, decisions_only=decisions_only))
+    except ValidationError as e:
+        # Built here rather than by FastAPI, so its validation errors must become 422s here.
+        detail = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())
+        raise HTTPException(status_code=422, detail=detail) from e
     return await run_in_threadpool(run_search, s, req)
