@@ -29,7 +29,7 @@ def assert_readable_422(r) -> str:
 
 
 @pytest.fixture(scope="session")
-def app_client(request):
+def app_client(real_index):
     from fastapi.testclient import TestClient
 
     from service.app import create_app
