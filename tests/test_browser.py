@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def live_url(request):
+def live_url(real_index):
     import uvicorn
 
     from service.app import create_app

@@ -67,7 +67,7 @@ def fake_llm():
 
 
 @pytest.fixture(scope="module")
-def llm_client(request, fake_llm):
+def llm_client(real_index, fake_llm):
     from fastapi.testclient import TestClient
 
     from service.app import create_app
