@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tomllib
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -28,26 +29,52 @@ def discover(corpus_dir: Path) -> list[SourceFile]:
     if not corpus_dir.is_dir():
         raise CorpusError(f"corpus folder not found: {corpus_dir}")
     metadata = load_metadata(corpus_dir / METADATA_FILE)
-    files = []
+    rels = []
     for path in sorted(p for p in corpus_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(corpus_dir)
         if path.name == METADATA_FILE or any(part.startswith(".") for part in rel.parts):
             continue
-        files.append(
-            SourceFile(
-                path=path,
-                doc_id=doc_id_for(rel),
-                sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                meta=metadata.get(str(rel)) or metadata.get(path.name),
-            )
+        rels.append(rel)
+    return [
+        SourceFile(
+            path=corpus_dir / rel,
+            doc_id=doc_id,
+            sha256=hashlib.sha256((corpus_dir / rel).read_bytes()).hexdigest(),
+            meta=metadata.get(str(rel)) or metadata.get(rel.name),
         )
-    return files
+        for rel, doc_id in zip(rels, doc_ids_for(rels))
+    ]
 
 
-def doc_id_for(rel: Path) -> str:
-    """A URL-safe id from the path: folders joined with "--", the suffix dropped."""
-    stem = "--".join([*rel.parts[:-1], rel.stem])
+def doc_id_for(rel: Path, keep_suffix: bool = False) -> str:
+    """A URL-safe id from the path: folders joined with "--", the suffix dropped unless asked for."""
+    stem = "--".join([*rel.parts[:-1], rel.name if keep_suffix else rel.stem])
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in stem)
+
+
+def doc_ids_for(rels: list[Path]) -> list[str]:
+    """One distinct id per path, in the order given.
+
+    A file's id is its stem ("briefing"): ids are cited elsewhere (evals/questions.jsonl,
+    links), so they stay as they were. Only files that would share an id keep their suffix
+    ("briefing.md", "briefing.txt"); should that still collide (names that differ only in
+    characters made URL-safe), later paths in sorted order get "-2", "-3".
+    """
+    plain = [doc_id_for(r) for r in rels]
+    shared = {i for i, n in Counter(plain).items() if n > 1}
+    wanted = [doc_id_for(r, keep_suffix=True) if i in shared else i for r, i in zip(rels, plain)]
+    wanted_by_some = set(wanted)
+    out: list[str] = []
+    used: set[str] = set()
+    for doc_id in wanted:
+        unique, n = doc_id, 1
+        # A number never takes an id another file wants for itself.
+        while unique in used or (unique != doc_id and unique in wanted_by_some):
+            n += 1
+            unique = f"{doc_id}-{n}"
+        used.add(unique)
+        out.append(unique)
+    return out
 
 
 def load_metadata(path: Path) -> dict[str, DocumentMeta]:

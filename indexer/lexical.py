@@ -35,12 +35,17 @@ def tokenize(text: str) -> list[str]:
 
 
 class LexicalIndex:
-    def __init__(self, retriever) -> None:
-        self._retriever = retriever
-        self._vocab = retriever.vocab_dict
+    def __init__(self, retriever=None) -> None:
+        self._retriever = retriever  # None: an index of no rows
+        self._vocab = retriever.vocab_dict if retriever is not None else {}
+
+    def __len__(self) -> int:
+        return self._retriever.scores["num_docs"] if self._retriever is not None else 0
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> "LexicalIndex":
+        if not texts:
+            return cls()  # bm25s cannot index nothing (max() of an empty sequence)
         import bm25s
 
         retriever = bm25s.BM25()
@@ -49,6 +54,8 @@ class LexicalIndex:
         return cls(retriever)
 
     def save(self, folder: Path) -> None:
+        if self._retriever is None:
+            raise ValueError("an index of no rows cannot be saved: bm25s needs at least one document")
         self._retriever.save(str(folder), show_progress=False, allow_pickle=False)
 
     @classmethod
@@ -61,5 +68,5 @@ class LexicalIndex:
         """BM25 score of every row for the query (zeros when no query word is indexed)."""
         tokens = [t for t in tokenize(query) if t in self._vocab]
         if not tokens:
-            return np.zeros(self._retriever.scores["num_docs"], dtype=np.float32)
+            return np.zeros(len(self), dtype=np.float32)
         return np.asarray(self._retriever.get_scores(tokens), dtype=np.float32)

@@ -30,6 +30,9 @@ _MD_LINK = re.compile(r"\[([^\]]*)\]\((?:[^)\s]*)\)")
 _HEADING_MARK = re.compile(r"^(#{1,6})\s*")
 _LIST_MARK = re.compile(r"^(?:[-•▪●◦‣∙·]|\*(?!\*))\s+")
 _BOLD_ALL = re.compile(r"^\s*\*\*(.+?)\*\*\s*$", re.S)
+# "**MEETING****HEALTH & WELLBEING BOARD**": where one bold run ends and the next begins, the
+# source had a line or cell break; dropping the marks alone would glue the words together.
+_ADJACENT_RUNS = re.compile(r"\*\*\*\*|____")
 _BACKSLASH_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~])")
 _SPACES = re.compile(r"[ \u00a0\u2000-\u200b\u202f]+")
 _BOILERPLATE = re.compile(r"(?i)^this page is intentionally left blank\.?$")
@@ -113,6 +116,14 @@ def _check_text(raw: bytes) -> None:
         raise ParseError("binary content in a text file (control characters)")
 
 
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")  # as _check_text reads it
+
+
 def _first_line(e: Exception) -> str:
     msg = str(e).strip().splitlines()
     return (msg[0] if msg else "")[:200]
@@ -128,7 +139,10 @@ def _partition(path: Path, suffix: str, pdf_strategy: str) -> list[tuple[str, st
     elif suffix == ".md":
         from unstructured.partition.md import partition_md
 
-        found = partition_md(filename=str(path))
+        # Rendered, "**A****B**" becomes "<strong>A</strong><strong>B</strong>" and the words
+        # would be glued once the tags go; keep the runs apart before rendering.
+        source = _ADJACENT_RUNS.sub(lambda m: f"{m.group(0)[:2]} {m.group(0)[2:]}", _read_text(path))
+        found = partition_md(text=source)
     elif suffix in (".html", ".htm"):
         from unstructured.partition.html import partition_html
 
@@ -201,6 +215,7 @@ def _strip_inline(text: str) -> str:
     text = _MD_LINK.sub(r"\1", text)
     text = _ANY_TAG.sub("", text)
     text = html.unescape(text)
+    text = _ADJACENT_RUNS.sub(" ", text)
     text = text.replace("**", "").replace("__", "")
     text = _BACKSLASH_ESCAPE.sub(r"\1", text)
     # Single asterisks mark italics or "member present" in these conversions; none is content.

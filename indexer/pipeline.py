@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 ISO_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 
 # Bump when parsing, structure or chunking changes what a build produces from the same file.
-PIPELINE_VERSION = 4
+PIPELINE_VERSION = 5
 
 
 @dataclass
@@ -71,6 +71,8 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     t0 = time.perf_counter()
     report = BuildReport(settings.index_dir)
     sources = discover(settings.corpus_dir)
+    if not sources:
+        raise BuildError(_nothing_to_index(settings, f"no files to index in {settings.corpus_dir}"))
     model_name = encoder.name if encoder else settings.model
     fingerprint = {
         "pipeline_version": PIPELINE_VERSION,
@@ -172,8 +174,9 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
             "decisions": len(doc_decisions),
         }
 
-    if not documents and previous is None and sources:
-        raise BuildError("no file could be indexed: " + "; ".join(f"{s.path}: {s.reason}" for s in report.skipped))
+    if not documents:
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped)
+        raise BuildError(_nothing_to_index(settings, f"no file could be indexed: {reasons}"))
 
     vectors, report.embedded, report.reused_vectors = _vectors(chunks, previous, enc, settings)
     if enc is None and chunks:
@@ -210,6 +213,14 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     report.decisions = len(decisions)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _nothing_to_index(settings: IndexerSettings, why: str) -> str:
+    # An empty corpus is far more often a wrong or unmounted folder than a wish to serve
+    # nothing, so the build stops and a previous index keeps serving.
+    if store.current_build(settings.index_dir) is not None:
+        return f"{why}; the index at {settings.index_dir} is left as it was"
+    return why
 
 
 def _load_previous(index_dir: Path) -> store.LoadedIndex | None:

@@ -8,9 +8,10 @@
         chunks.jsonl        one Chunk per line; row i is FAISS id i and BM25 row i
         vectors.npy         float32 [n_chunks, dim], L2-normalised (reused by incremental builds)
         dense.faiss         FAISS index over vectors.npy (inner product = cosine)
-        bm25/               bm25s arrays (numpy, no pickle) and vocabulary (JSON)
+        bm25/               bm25s arrays (numpy, no pickle) and vocabulary (JSON); absent when
+                            there are no chunks (bm25s cannot index nothing)
         decisions.jsonl     one Decision per line
-        decisions_bm25/     BM25 over decision texts
+        decisions_bm25/     BM25 over decision texts; absent when there are no decisions
 
 A build writes a new folder under builds/ and only then repoints `current`, so a crash or a
 failed build leaves the previous index whole and loadable.
@@ -142,7 +143,8 @@ def write_index(
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
         faiss.write_index(build_faiss(vectors, faiss_kind), str(tmp / "dense.faiss"))
-        LexicalIndex.build([lexical_text(c) for c in chunks]).save(tmp / "bm25")
+        if chunks:
+            LexicalIndex.build([lexical_text(c) for c in chunks]).save(tmp / "bm25")
         if decisions:
             LexicalIndex.build([decision_lexical_text(d) for d in decisions]).save(tmp / "decisions_bm25")
         manifest = {**manifest, "format_version": FORMAT_VERSION}
@@ -217,7 +219,9 @@ def load_index(index_dir: Path, expect_model: str | None = None, expect_dim: int
     dense = faiss.read_index(str(build / "dense.faiss"))
     if dense.ntotal != len(chunks) or len(vectors) != len(chunks):
         raise IndexError_(f"index at {index_dir} is inconsistent ({dense.ntotal} vectors, {len(chunks)} chunks): rebuild it")
-    bm25 = LexicalIndex.load(build / "bm25")
+    if chunks and not (build / "bm25").exists():
+        raise IndexError_(f"index at {index_dir} has {len(chunks)} chunks but no BM25 index: rebuild it")
+    bm25 = LexicalIndex.load(build / "bm25") if chunks else LexicalIndex()
     dbm25 = LexicalIndex.load(build / "decisions_bm25") if (build / "decisions_bm25").exists() else None
     return LoadedIndex(build, manifest, documents, texts, chunks, vectors, dense, bm25, decisions, dbm25)
 

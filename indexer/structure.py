@@ -31,6 +31,9 @@ MINUTE_ITEM = re.compile(
     r"^(\d{1,2})\.\s+([A-Z][A-Z0-9 ,.'’&()\-–:/]*?[A-Z)])\s*(?:\(agenda item \d+[a-z]?\))?\s*:?$",
     re.I,
 )
+# A report's "Title" row sits within four lines below its "AGENDA ITEM n" stamp (the board
+# and the meeting date between), so a Title row that near a stamp belongs to that report.
+REPORT_HEADER_SPAN = 5
 AGENDA_ROW = re.compile(r"^(\d{1,2})\.?\t([^\t]+)")
 RESOLUTION_START = re.compile(r"\bRESOLVED\b|\bResolved\s*:|(?i:\bit was (?:therefore |further )?resolved\b)")
 NUMBERED_PART = re.compile(r"^(?:\(?[0-9ivx]{1,4}[.)]|\d+(?:\.\d+)+\.?|\(?[a-h]\))\s+\S")
@@ -92,11 +95,24 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
         stamp = AGENDA_STAMP.search(t) if (short or e.kind == "table") else None
         if stamp and len(t.split()) <= 12:
             item = stamp.group(1)
-            if cur.kind == "minutes" and cur.agenda_item is None and i - cur.first <= 12:
-                cur = replace(cur, agenda_item=item)  # the stamp on the minutes' own first page
+            if (
+                cur.kind == "minutes" and cur.agenda_item is None and i - cur.first <= 12
+                and _title_near(els, i, REPORT_HEADER_SPAN) is None
+            ):
+                # The stamp on the minutes' own first page. A stamp with a report's header
+                # table just below it opens the next report, however short the minutes were.
+                cur = replace(cur, agenda_item=item)
                 continue
             title = _title_near(els, i) or agenda.get(item) or f"Agenda item {item}"
             start(Part("report", title, meta.meeting_date, item, i, i), i)
+            continue
+        begin = _report_header_start(els, i)
+        if begin is not None and not (cur.kind == "report" and i - cur.first < REPORT_HEADER_SPAN):
+            # A Barnet report header with no "AGENDA ITEM n" stamp above it (the stamp, when
+            # there is one, has already started this report a line or three earlier).
+            title = REPORT_TITLE_ROW.match(t).group(1).strip()
+            item = _match_agenda(title, agenda, _last_item(parts, cur))
+            start(Part("report", _display_title(title), meta.meeting_date, item, begin, begin), begin)
             continue
         row = REPORT_TITLE_ROW.match(t)
         if row and cur.kind != "agenda" and any(els[j].text.lower().startswith("date:") for j in range(max(0, i - 3), i)):
@@ -135,6 +151,31 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
     return [p for p in parts if p.last > p.first]
 
 
+def _report_header_start(els: tuple[Element, ...], i: int) -> int | None:
+    """Where a Barnet report's first page begins, if els[i] is its "Title<TAB>..." header row.
+
+    The header table is "Title", then "Report of"; above it the meeting's name and date
+    ("Health and Wellbeing Board 26 July 2018"), which belong to the new report.
+    """
+    e = els[i]
+    if e.kind != "table" or not e.text.lower().startswith("title\t") or i + 1 >= len(els):
+        return None
+    if els[i + 1].kind != "table" or not REPORT_BY.match(els[i + 1].text):
+        return None
+    begin = i
+    for j in range(i - 1, max(-1, i - 4), -1):
+        prev = els[j]
+        if prev.kind in ("table", "boilerplate") or len(prev.text.split()) > 10:
+            break
+        if not (find_date(prev.text) or _MEETING_NAME.search(prev.text)):
+            break
+        begin = j
+    return begin
+
+
+_MEETING_NAME = re.compile(r"(?i)\b(?:board|committee|cabinet|council)\b")
+
+
 def _collect_agenda_item(e: Element, agenda: dict[str, str]) -> None:
     m = AGENDA_ROW.match(e.text) if e.kind == "table" else MINUTE_ITEM.match(e.text)
     if m and m.group(1) not in agenda:
@@ -171,8 +212,8 @@ def _match_agenda(title: str, agenda: dict[str, str], after: int) -> str | None:
     return str(following[0]) if following else None
 
 
-def _title_near(els: tuple[Element, ...], i: int) -> str | None:
-    for j in range(i + 1, min(len(els), i + 10)):
+def _title_near(els: tuple[Element, ...], i: int, span: int = 10) -> str | None:
+    for j in range(i + 1, min(len(els), i + span)):
         m = REPORT_TITLE_ROW.match(els[j].text)
         if m:
             return _display_title(m.group(1))
@@ -220,7 +261,7 @@ def _is_heading(e: Element) -> bool:
 
 
 def _blocks_in_part(els: tuple[Element, ...], part: Part, p_index: int, meta: DocumentMeta) -> list[Block]:
-    base = (meta.title,) if part.kind in ("document", "progress_report", "appendix") and part.title == meta.title else (meta.title, _part_label(part))
+    base = _base_path(part, meta)
     blocks: list[Block] = []
     heads: list[tuple[int, str]] = []  # (level, text) stack below the part
     minute_item: str | None = None
@@ -268,7 +309,9 @@ def _blocks_in_part(els: tuple[Element, ...], part: Part, p_index: int, meta: Do
             level = e.level or (3 if re.match(r"^\d+\.\d+", e.text) else 2)
             while heads and heads[-1][0] >= level:
                 heads.pop()
-            heads.append((level, _display_title(e.text)[:120]))
+            head = _display_title(e.text)[:120]
+            if heads or head.lower() != base[-1].lower():  # no "AGENDA" heading under "Agenda"
+                heads.append((level, head))
             heads[:] = heads[-2:]
             run_start, run_kind = i, "text"  # the heading opens the run it names
             i += 1
@@ -285,6 +328,13 @@ def _blocks_in_part(els: tuple[Element, ...], part: Part, p_index: int, meta: Do
         i += 1
     close(part.last)
     return blocks
+
+
+def _base_path(part: Part, meta: DocumentMeta) -> tuple[str, ...]:
+    # The pack's agenda (and a file that is one whole part) carries the file's own title;
+    # repeating it would only add noise to every heading path and embedded prefix.
+    label = "Agenda" if part.kind == "agenda" else _part_label(part)
+    return (meta.title,) if label == meta.title else (meta.title, label)
 
 
 def _part_label(part: Part) -> str:

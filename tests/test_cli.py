@@ -111,16 +111,11 @@ def test_stats_without_index_is_an_error(repo_root, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an empty corpus folder reaches store.write_index with no chunks; bm25s raises ValueError "
-    "('max() arg is an empty sequence'), which __main__._build does not catch, so the user gets a traceback",
-)
-def test_empty_corpus_folder_is_not_a_traceback(repo_root, tmp_path):
+def test_empty_corpus_folder_is_one_clear_error(repo_root, tmp_path):
     corpus = tmp_path / "empty-corpus"
     corpus.mkdir()
     proc = run_cli(repo_root, "build", str(corpus), "--index", str(tmp_path / "idx"), "--model", FAKE, "--no-progress")
     assert "Traceback" not in proc.stderr, proc.stderr[-500:]
-    assert proc.returncode in (0, 2)
-    if proc.returncode == 2:
-        assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: no files to index in {corpus}"]
+    assert proc.stdout == ""

@@ -14,8 +14,8 @@ import pytest
 
 from indexer.decisions import extract_decisions
 from indexer.parse import ELEMENT_SEP, ROW_SEP, ParseError, parse
-from indexer.records import SourceFile
-from indexer.structure import NUMBERED_PART
+from indexer.records import DocumentMeta, SourceFile
+from indexer.structure import NUMBERED_PART, structure
 
 PACK_2018 = "barnet-hwb-2018-07-26-agenda-pack.txt"
 PACK_2019 = "barnet-hwb-2019-01-17-agenda-pack.txt"
@@ -142,18 +142,111 @@ def test_reports_get_agenda_item_numbers(parsed_corpus, name, title, item):
     assert reports[0].agenda_item == item
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG structure._find_parts: a Barnet report whose first page has the 'Title\\t...' header table "
-    "but no 'AGENDA ITEM n' stamp (PNA report, item 10, of the July 2018 pack) never starts a part, so it "
-    "and its recommendations are filed under item 9",
-)
 def test_2018_pna_report_is_its_own_item_10(parsed_corpus):
+    """The PNA report has the 'Title\\t...' header table but no 'AGENDA ITEM 10' stamp."""
     _, doc, st = parsed_corpus(PACK_2018)
     row = next(i for i, e in enumerate(doc.elements) if e.text == "Title\tPharmaceutical Needs Assessment (PNA)")
     part = next(p for p in st.parts if p.first <= row < p.last)
     assert part.kind == "report"
     assert part.agenda_item == "10"
+    assert part.title == "Pharmaceutical Needs Assessment (PNA)"
+    # The report begins at the board-and-date line above its header table, not inside item 9.
+    assert doc.elements[part.first].text == "Health and Wellbeing Board 26 July 2018"
+    item_9 = st.parts[st.parts.index(part) - 1]
+    assert item_9.agenda_item == "9" and item_9.last == part.first
+    recs = [b for b in st.blocks if b.kind == "recommendation" and st.parts[b.part] is part]
+    assert len(recs) == 1
+    assert "final PNA document was published in May 2018" in _block_text(doc, recs[0])
+    assert recs[0].heading_path[1] == "Item 10: Pharmaceutical Needs Assessment (PNA)"
+    assert not [b for b in st.blocks if b.kind == "recommendation" and st.parts[b.part] is item_9
+                and "PNA" in _block_text(doc, b)]
+
+
+@pytest.mark.parametrize(
+    "name, items",
+    [
+        (PACK_2018, ["6", "7", "9", "10", "11"]),
+        (PACK_2019, ["5", "7", "8", "9", "10", "11"]),
+        (WESTMINSTER, ["4", "5", "6", "7", "8", "9", "10"]),
+    ],
+)
+def test_each_report_is_one_part(parsed_corpus, name, items):
+    _, _, st = parsed_corpus(name)
+    assert [p.agenda_item for p in st.parts if p.kind == "report"] == items
+
+
+SHORT_MINUTES_PACK = """\
+HEALTH & WELLBEING BOARD
+
+## ORDER OF BUSINESS
+
+Item No\tTitle of Report\tPages
+1.\tMinutes of the Previous Meeting\t3 - 4
+5.\tAir quality near schools\t5 - 9
+
+This page is intentionally left blank
+
+# Decisions of the Health & Wellbeing Board
+
+8 March 2018
+
+The meeting finished at 11.40 am
+
+AGENDA ITEM 5
+
+Health and Wellbeing Board 26 July 2018
+
+Title\tAir quality near schools
+Report of\tDirector of Public Health
+
+**Recommendations**
+
+1. That the Board notes the air quality monitoring results near schools.
+
+## 1. WHY THIS REPORT IS NEEDED
+
+Nitrogen dioxide levels fell at most monitoring sites near schools during the year.
+"""
+
+
+def _structure_of(tmp_path, text: str):
+    path = tmp_path / "pack.txt"
+    path.write_text(text, encoding="utf-8")
+    meta = DocumentMeta(title="Board pack, 26 July 2018", body="Health & Wellbeing Board",
+                        meeting_date=date(2018, 7, 26), document_type="agenda_pack")
+    doc = parse(SourceFile(path=path, doc_id="pack", sha256="0" * 64, meta=meta))
+    return doc, structure(doc, meta)
+
+
+def test_short_minutes_do_not_take_the_next_reports_stamp(tmp_path):
+    """Minutes with no stamp of their own, followed within a few lines by a report's stamp."""
+    doc, st = _structure_of(tmp_path, SHORT_MINUTES_PACK)
+    assert [(p.kind, p.agenda_item) for p in st.parts] == [("agenda", None), ("minutes", None), ("report", "5")]
+    minutes, report = st.parts[1], st.parts[2]
+    assert minutes.meeting_date == date(2018, 3, 8)
+    assert doc.elements[report.first].text == "AGENDA ITEM 5"
+    assert report.title == "Air quality near schools"
+    rec = next(b for b in st.blocks if b.kind == "recommendation")
+    assert st.parts[rec.part] is report
+
+
+def test_minutes_keep_their_own_stamp(tmp_path):
+    text = SHORT_MINUTES_PACK.replace("8 March 2018\n", "8 March 2018\n\nAGENDA ITEM 1\n\nChairman: Cllr Helena Hart\n")
+    _, st = _structure_of(tmp_path, text)
+    assert [(p.kind, p.agenda_item) for p in st.parts] == [("agenda", None), ("minutes", "1"), ("report", "5")]
+
+
+@pytest.mark.parametrize("name", [PACK_2018, PACK_2019, WESTMINSTER])
+def test_agenda_heading_path_names_the_agenda_once(parsed_corpus, name):
+    src, _, st = parsed_corpus(name)
+    agenda_blocks = [b for b in st.blocks if st.parts[b.part].kind == "agenda"]
+    assert agenda_blocks
+    for b in agenda_blocks:
+        assert b.heading_path[:2] == (src.meta.title, "Agenda")
+        assert b.heading_path.count(src.meta.title) == 1
+        assert [h.lower() for h in b.heading_path].count("agenda") == 1
+    for b in st.blocks:  # no part repeats its own label as its first heading
+        assert len(b.heading_path) < 3 or b.heading_path[1] != b.heading_path[2], b.heading_path
 
 
 @pytest.mark.parametrize("name", [PACK_2018, PACK_2019, WESTMINSTER])
@@ -252,17 +345,21 @@ def test_2018_markup_cleanup_keeps_words_and_flags(parsed_corpus):
     assert "Salar Rida at salar.rida@barnet.gov.uk" in doc.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG parse._strip_inline: '**A****B**' (adjacent bold runs) becomes 'AB', so the 2018 cover line "
-    "reads 'MEETINGHEALTH & WELLBEING BOARDDATE AND TIMETHURSDAY 26TH JULY, 2018AT 9.00 AM' and the "
-    "front-sheet date is not found",
-)
 def test_2018_cover_words_are_not_glued(parsed_corpus):
+    """'**MEETING****HEALTH & WELLBEING BOARD**...': adjacent bold runs stay separate words."""
     _, doc, st = parsed_corpus(PACK_2018)
     assert "MEETINGHEALTH" not in doc.text
     assert "TIMETHURSDAY" not in doc.text
+    assert doc.elements[0].text.startswith("MEETING HEALTH & WELLBEING BOARD DATE AND TIME THURSDAY 26TH JULY, 2018 AT")
     assert st.detected.meeting_date == date(2018, 7, 26)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".md"])
+def test_adjacent_bold_runs_are_separated(tmp_path, suffix):
+    path = tmp_path / f"cover{suffix}"
+    path.write_text("**Title****Board report**\n\nA **bold** word and __under____lined__ runs.\n", encoding="utf-8")
+    texts = [e.text for e in parse(_source(path)).elements]
+    assert texts == ["Title Board report", "A bold word and under lined runs."]
 
 
 # ---------------------------------------------------------------- front sheet

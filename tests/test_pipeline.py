@@ -293,54 +293,62 @@ def test_missing_corpus_and_bad_metadata_are_corpus_errors(tmp_path, settings_fo
         _build(settings_for(tmp_path), fake_encoder)
 
 
-_EMPTY_INDEX_BUG = (
-    "BUG store.write_index -> lexical.LexicalIndex.build([]): with no chunks at all bm25s raises "
-    "ValueError('max() arg is an empty sequence'), so an empty corpus folder, or one whose files were all "
-    "removed since the last build, ends in an uncaught ValueError instead of an empty index or a BuildError"
-)
-
-
-def _build_empty_or_build_error(settings, encoder):
-    """An empty corpus may give an empty index or a clear BuildError; nothing else."""
-    try:
-        report = _build(settings, encoder)
-    except pipeline.BuildError:
-        return None
-    assert report.documents == 0 and report.chunks == 0
-    loaded = store.load_index(settings.index_dir)
-    assert loaded.chunks == [] and loaded.faiss_index.ntotal == 0
-    return loaded
-
-
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=_EMPTY_INDEX_BUG)
-def test_empty_corpus_folder(tmp_path, settings_for, fake_encoder):
+def test_empty_corpus_folder_is_a_build_error(tmp_path, settings_for, fake_encoder):
+    """Nothing to index is far more often a wrong folder than a wish to serve nothing."""
     (tmp_path / "corpus").mkdir()
-    _build_empty_or_build_error(settings_for(tmp_path), fake_encoder)
+    (tmp_path / "corpus" / "metadata.toml").write_text("", encoding="utf-8")
+    settings = settings_for(tmp_path)
+    with pytest.raises(pipeline.BuildError, match=r"^no files to index in .*corpus$"):
+        _build(settings, fake_encoder)
+    assert store.current_build(settings.index_dir) is None
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=_EMPTY_INDEX_BUG)
-def test_every_file_removed(built, tiny_corpus, fake_encoder):
+def test_every_file_removed_keeps_the_previous_index(built, tiny_corpus, fake_encoder):
     settings, _, old = built
     for name in (f"{PACK_ID}.txt", f"{MD_ID}.md", f"{HTML_ID}.html"):
         (tiny_corpus / name).unlink()
-    try:
-        loaded = _build_empty_or_build_error(settings, fake_encoder)
-    finally:
-        # Whatever happens, the old index must not be damaged by a failed build.
-        assert store.load_index(settings.index_dir).path.exists()
-    if loaded is None:
-        assert [c.id for c in store.load_index(settings.index_dir).chunks] == [c.id for c in old.chunks]
+    with pytest.raises(pipeline.BuildError, match="no files to index in .*; the index at .* is left as it was"):
+        _build(settings, fake_encoder)
+    after = store.load_index(settings.index_dir)
+    assert after.path == old.path
+    assert [c.id for c in after.chunks] == [c.id for c in old.chunks]
+    assert _builds(settings.index_dir) == [old.path.name]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG discover.doc_id_for drops the suffix: 'briefing.txt' and 'briefing.md' both get doc_id "
-    "'briefing', so the index keeps one document text and the other file's chunks cite spans of the wrong "
-    "text; the corpus is also never up to date",
-)
+def test_every_file_now_unreadable_keeps_the_previous_index(built, tiny_corpus, fake_encoder):
+    settings, _, old = built
+    for name in (f"{PACK_ID}.txt", f"{MD_ID}.md", f"{HTML_ID}.html"):
+        (tiny_corpus / name).write_bytes(b"")
+    with pytest.raises(pipeline.BuildError, match="no file could be indexed: .*empty file.*left as it was"):
+        _build(settings, fake_encoder)
+    assert [c.id for c in store.load_index(settings.index_dir).chunks] == [c.id for c in old.chunks]
+
+
+def test_documents_without_chunks_give_an_empty_loadable_index(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "stub.txt").write_text("Tbc.\n", encoding="utf-8")  # too short to be a chunk
+    settings = settings_for(tmp_path)
+    report = _build(settings, fake_encoder)
+    assert (report.documents, report.chunks, report.decisions) == (1, 0, 0)
+    loaded = store.load_index(settings.index_dir)
+    assert set(loaded.documents) == {"stub"}
+    assert loaded.chunks == [] and loaded.faiss_index.ntotal == 0 and loaded.vectors.shape == (0, 64)
+    assert loaded.bm25.scores("anything").shape == (0,)
+    assert _build(settings, fake_encoder).up_to_date
+
+
+def test_lexical_index_of_no_rows():
+    from indexer.lexical import LexicalIndex
+
+    empty = LexicalIndex.build([])
+    assert len(empty) == 0
+    assert empty.scores("screening").shape == (0,)
+    assert len(LexicalIndex.build(["screening programmes", ""])) == 2
+
+
 def test_same_stem_different_suffix_are_two_documents(tmp_path, settings_for, fake_encoder):
+    """'briefing.txt' and 'briefing.md' must not share a doc id (and so one document text)."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "briefing.txt").write_text(
@@ -350,14 +358,46 @@ def test_same_stem_different_suffix_are_two_documents(tmp_path, settings_for, fa
         "# Healthy Weight\n\nThe healthy weight programme works with schools to promote active travel.\n",
         encoding="utf-8",
     )
+    (corpus / "other.txt").write_text("The Board noted the report on screening programmes.\n", encoding="utf-8")
     settings = settings_for(tmp_path)
     report = _build(settings, fake_encoder)
-    assert report.documents == 2
+    assert report.documents == 3
     loaded = store.load_index(settings.index_dir)
-    assert len(loaded.documents) == 2
+    assert set(loaded.documents) == {"briefing.md", "briefing.txt", "other"}
+    assert "Nitrogen dioxide" in loaded.texts["briefing.txt"] and "healthy weight" in loaded.texts["briefing.md"]
     for c in loaded.chunks:
         assert loaded.texts[c.doc_id][c.char_start:c.char_end] == c.text
     assert _build(settings, fake_encoder).up_to_date
+
+
+@pytest.mark.parametrize(
+    "names, ids",
+    [
+        (["a.txt", "b.md", "sub/c.pdf"], ["a", "b", "sub--c"]),
+        (["briefing.md", "briefing.txt"], ["briefing.md", "briefing.txt"]),
+        (["briefing.txt", "briefing.md"], ["briefing.txt", "briefing.md"]),
+        # Names that differ only in characters made URL-safe: numbered, never shared.
+        (["a b.txt", "a-b.txt", "a_b.txt"], ["a-b.txt", "a-b.txt-2", "a_b"]),
+        (["a b.txt", "a-b.txt", "a-b.txt-2.pdf"], ["a-b.txt", "a-b.txt-3", "a-b.txt-2"]),
+    ],
+)
+def test_doc_ids_are_distinct_and_keep_the_stem_when_they_can(names, ids):
+    from indexer.discover import doc_ids_for
+
+    assert doc_ids_for([Path(n) for n in names]) == ids
+
+
+def test_bundled_corpus_doc_ids_are_the_file_stems(corpus_dir):
+    """evals/questions.jsonl cites documents by these ids."""
+    from indexer.discover import discover
+
+    assert [s.doc_id for s in discover(corpus_dir)] == [
+        "barnet-hwb-2018-07-26-agenda-pack",
+        "barnet-hwb-2019-01-17-agenda-pack",
+        "barnet-jhws-progress-report-2016-11-to-2017-02",
+        "barnet-plan-healthy-2021-22-q2",
+        "westminster-hwb-2015-01-22-agenda-pack",
+    ]
 
 
 # ---------------------------------------------------------------- crash safety
