@@ -29,6 +29,14 @@ log = logging.getLogger(__name__)
 DECISION_Q = re.compile(r"(?i)\b(resolv\w*|decid\w*|decision\w*|agree\w*|endors\w*|approv\w*|resolution\w*)\b")
 FOLLOW_UP = re.compile(r"(?i)^(and|what about|how about|also|same for|and what about)\b|\b(it|they|that|those|this|them)\b")
 _SENT = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9(\"“‘'])|\n+")
+# Sentence selection, tuned on evals/questions.jsonl (see README, "/ask"): sentences come from the
+# top 8 passages (the right one is in the top 8 more often than in the top 5), are scored by the
+# dense similarity of heading+sentence to the question plus the share of question words they hold,
+# and up to 4 within 0.2 of the best are quoted. The retrieval rank is left out: it cost evidence.
+SENTENCE_HITS = 8
+MAX_QUOTES = 4
+QUOTE_MARGIN = 0.2
+W_DENSE, W_OVERLAP, RESOLUTION_BONUS, SHORT_PENALTY, SHORT_WORDS = 0.5, 0.2, 0.15, 0.1, 8
 NOT_FOUND = ("The board papers I have don't appear to cover this. "
              "The nearest passages are listed below in case they help.")
 
@@ -60,7 +68,7 @@ class Answerer:
     def answer(self, req: AskRequest) -> AskResponse:
         query = self.contextual_query(req)
         wants_decision = bool(DECISION_Q.search(req.question))
-        hits = self.retriever.search(query, 8, req.filters)
+        hits = self.retriever.search(query, SENTENCE_HITS, req.filters)
         passages = [search_result(self.retriever.index, i + 1, h.score, h.chunk) for i, h in enumerate(hits[:5])]
         if not hits:
             return AskResponse(answer=NOT_FOUND, found=False, citations=[], passages=[])
@@ -87,7 +95,7 @@ class Answerer:
         q_terms = set(tokenize(query))
         candidates: list[Sentence] = []
         texts = self.retriever.index.texts
-        for rank, hit in enumerate(hits[:5]):
+        for hit in hits[:SENTENCE_HITS]:
             c = hit.chunk
             if wants_decision and c.kind == "resolution":
                 # A resolution is quoted whole: its numbered parts are the answer.
@@ -95,26 +103,27 @@ class Answerer:
                 continue
             for s, e in _sentences(texts[c.doc_id], c.char_start, c.char_end):
                 text = texts[c.doc_id][s:e]
-                if len(text.split()) >= 4:
+                if len(text.split()) >= 4 and not _is_label(text, c):
                     candidates.append(Sentence(c, s, e, text, 0.0))
         if not candidates:
             return [], 0.0
         vecs = self.encoder.encode([f"{' › '.join(s.chunk.heading_path[1:])}\n{s.text}" for s in candidates])
         dense = vecs @ qv
         scored = []
-        rank_of = {h.chunk.id: r for r, h in enumerate(hits)}
         for s, d in zip(candidates, dense):
             terms = set(tokenize(s.text))
             overlap = len(q_terms & terms) / max(1, len(q_terms))
-            score = 0.65 * float(d) + 0.35 * overlap - 0.02 * rank_of.get(s.chunk.id, 5)
+            score = W_DENSE * float(d) + W_OVERLAP * overlap
             if wants_decision and s.chunk.kind == "resolution":
-                score += 0.15
+                score += RESOLUTION_BONUS
+            if len(s.text.split()) < SHORT_WORDS:
+                score -= SHORT_PENALTY  # a label or table cell rarely answers anything on its own
             scored.append(Sentence(s.chunk, s.start, s.end, s.text, score))
         scored.sort(key=lambda s: -s.score)
         best = scored[0].score
         chosen: list[Sentence] = []
         for s in scored:
-            if len(chosen) == 3 or s.score < best - 0.12:
+            if len(chosen) == MAX_QUOTES or s.score < best - QUOTE_MARGIN:
                 break
             if any(o.chunk.id == s.chunk.id and abs(o.start - s.start) < 5 for o in chosen):
                 continue
@@ -159,6 +168,12 @@ def _sentences(text: str, start: int, end: int):
         pos = m.end()
     if pos < end:
         yield pos, end
+
+
+def _is_label(text: str, c: Chunk) -> bool:
+    """A document title or heading repeated in the text is not an answer to anything."""
+    t = _one_line(text).strip().rstrip(":").lower()
+    return t == (c.title or "").lower() or any(t == h.lower() for h in c.heading_path)
 
 
 def _similar(a: str, b: str) -> bool:

@@ -24,7 +24,7 @@ class ServiceSettings(BaseSettings):
     dense_weight: float = Field(0.5, ge=0.0, le=1.0)  # for fusion = "weighted"
     date_boost: float = Field(0.5, ge=0.0, le=5.0)  # how much a meeting named in the question counts
     # /ask: below this evidence score the answer says the papers don't cover the question.
-    found_threshold: float = Field(0.46, ge=0.0, le=1.0)
+    found_threshold: float = Field(0.36, ge=0.0, le=1.0)
     # Optional OpenAI-compatible chat-completions endpoint for written answers.
     llm_url: str | None = None
     llm_model: str = "gpt-4o-mini"
