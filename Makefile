@@ -45,8 +45,15 @@ run: index serve
 test: install-dev /usr/bin/chromium
 	$(PY) -m pytest
 
+# Every number in evals/RESULTS.md (and the README's tables): about 30 minutes here, most of it SciFact.
+EVALS_OUT ?= evals/out
 evals: install-dev index
-	$(PY) -m evals run --questions evals/questions.jsonl --index $(INDEX) --retrievers bm25,dense,hybrid --out evals/out
+	$(PY) -m evals run --index $(INDEX) --retrievers bm25,dense,hybrid --out $(EVALS_OUT)/run
+	$(PY) -m evals ask --index $(INDEX) --out $(EVALS_OUT)/ask
+	$(PY) -m evals decisions --index $(INDEX) --out $(EVALS_OUT)/decisions
+	$(PY) -m evals cranfield --data ../shared/benchmarks/cranfield --out $(EVALS_OUT)/cranfield
+	$(PY) -m evals beir --data ../shared/benchmarks/scifact --out $(EVALS_OUT)/scifact
+	$(PY) -m evals summary --out $(EVALS_OUT) --write evals/RESULTS.md
 
 bench: install-dev index
 	$(PY) benchmarks/bench_build.py

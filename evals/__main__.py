@@ -47,7 +47,20 @@ def main(argv: list[str] | None = None) -> int:
         b.add_argument("--limit-queries", type=int, default=None)
         b.add_argument("--out", type=Path, required=True)
 
+    s = sub.add_parser("summary", help="evals/RESULTS.md from the metrics.json files of the runs above")
+    s.add_argument("--out", type=Path, default=HERE / "out", help="the folder holding run/, ask/, decisions/, ...")
+    s.add_argument("--write", type=Path, default=HERE / "RESULTS.md")
+
     args = p.parse_args(argv)
+    if args.cmd == "summary":
+        from evals.summary import summarise
+
+        try:
+            print(f"wrote {summarise(args.out, args.write)}")
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     from evals import run as R
 
     if args.cmd == "run":

@@ -129,3 +129,29 @@ def test_docs_from_hits_keeps_best_chunk_rank():
     hits = [("d1", 9.0), ("d2", 8.0), ("d1", 7.0), ("d3", 6.0)]
     assert docs_from_hits(hits, k=100) == {"d1": 1.0, "d2": 0.5, "d3": 0.25}
     assert list(docs_from_hits(hits, k=2)) == ["d1", "d2"]
+
+
+def test_summary_page_quotes_the_runs(tmp_path):
+    import json
+
+    from evals.summary import summarise
+
+    out = tmp_path / "out"
+    (out / "run").mkdir(parents=True)
+    (out / "decisions").mkdir()
+    per_kind = {"numeric": {"recall@5": 0.5, "mrr@10": 0.25, "n": 2}}
+    run = {name: {"recall@1": 0.1, "recall@5": r5, "recall@10": 0.9, "mrr@10": 0.4, "ndcg@10": 0.5, "n": 2,
+                  "per_kind": per_kind, "latency_ms_p50": 1.0} for name, r5 in (("bm25", 0.123), ("hybrid", 0.987))}
+    (out / "run" / "metrics.json").write_text(json.dumps(run))
+    (out / "decisions" / "metrics.json").write_text(json.dumps({"decisions": {"precision": 0.966, "recall": 1.0}}))
+    page = summarise(out, tmp_path / "RESULTS.md").read_text()
+    assert "| bm25 | 0.100 | 0.123 |" in page and "| hybrid | 0.100 | 0.987 |" in page
+    assert "| precision (target ≥ 0.95) | 0.966 |" in page
+    assert "/ask" not in page  # no ask run, no ask section
+
+
+def test_summary_without_runs_is_an_error(tmp_path):
+    from evals.summary import summarise
+
+    with pytest.raises(FileNotFoundError):
+        summarise(tmp_path, tmp_path / "RESULTS.md")

@@ -1,0 +1,94 @@
+"""One results page from the evaluation runs: `python -m evals summary --out evals/out`.
+
+Reads the metrics.json each subcommand wrote under OUT (run/, ask/, decisions/, cranfield/,
+scifact/), writes evals/RESULTS.md (the tables the README quotes) and copies the recall@k plot
+beside it, so the committed numbers always come from one command (`make evals`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from evals.report import COLS, PUBLISHED, _f, _table
+
+TARGETS = {"recall@5": 0.90, "mrr@10": 0.75}
+
+
+def _load(folder: Path) -> dict | None:
+    path = folder / "metrics.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def retrieval_section(m: Mapping) -> list[str]:
+    lines = ["## Retrieval on evals/questions.jsonl", "",
+             f"{next(iter(m.values()))['n']} questions; a passage counts when it holds a contiguous run of ≥ 60% of an "
+             "evidence quote's words. Targets: hybrid Recall@5 ≥ 0.90 and MRR@10 ≥ 0.75.", ""]
+    rows = [[name, *[v.get(c) for c in COLS], v.get("latency_ms_p50")] for name, v in m.items()]
+    lines += [_table(rows, ["retriever", *COLS, "p50 ms (in process)"]), ""]
+    kinds = sorted({k for v in m.values() for k in v.get("per_kind", {})})
+    lines += ["Per kind, Recall@5 / MRR@10:", ""]
+    rows = []
+    for kind in kinds:
+        n = next(v["per_kind"][kind]["n"] for v in m.values() if kind in v.get("per_kind", {}))
+        rows.append([f"{kind} ({n})", *[f"{_f(v['per_kind'][kind].get('recall@5'))} / {_f(v['per_kind'][kind].get('mrr@10'))}"
+                                         for v in m.values() if kind in v.get("per_kind", {})]])
+    lines += [_table(rows, ["kind", *m.keys()]), "", "![recall@k](recall_at_k.png)", ""]
+    return lines
+
+
+def ask_section(m: Mapping) -> list[str]:
+    a = m["ask"]
+    return ["## /ask (extractive answerer)", "",
+            _table([["answerable questions found", a.get("answered_found")],
+                    ["answerable, answered with a citation holding the evidence (target ≥ 0.90)", a.get("answered_with_evidence")],
+                    ["unanswerable questions declined (target ≥ 0.80)", a.get("declined_unanswerable")],
+                    ["citations whose quote is not verbatim in its document", a.get("non_verbatim_quotes")],
+                    ["questions (answerable / unanswerable)", f"{a.get('n_answerable')} / {a.get('n_unanswerable')}"]],
+                   ["metric", "value"]), ""]
+
+
+def decisions_section(m: Mapping) -> list[str]:
+    d = m["decisions"]
+    return ["## Decision extraction against evals/decisions_gold.jsonl", "",
+            _table([["precision (target ≥ 0.95)", d.get("precision")], ["recall (target ≥ 0.95)", d.get("recall")],
+                    ["meeting date right, of matched", d.get("date_accuracy")],
+                    ["gold / extracted", f"{d.get('n_gold')} / {d.get('n_extracted')}"]], ["metric", "value"]), ""]
+
+
+def bench_section(name: str, m: Mapping) -> list[str]:
+    lines = [f"## {name}", "", "| system | nDCG@10 | Recall@100 |", "|---|---|---|"]
+    for mode, v in m.items():
+        lines.append(f"| **ours: {mode}** | {_f(v.get('ndcg@10'))} | {_f(v.get('recall@100'))} |")
+    for label, ndcg, r100, src in PUBLISHED.get(name.lower(), []):
+        lines.append(f"| {label} ({src}) | {_f(ndcg)} | {_f(r100)} |")
+    return lines + [""]
+
+
+def summarise(out: Path, dest: Path) -> Path:
+    lines = [f"# Evaluation results ({time.strftime('%Y-%m-%d')})", "",
+             "Written by `make evals` (`python -m evals summary`); every number below comes from the "
+             "metrics.json files of that run.", ""]
+    found = False
+    if (m := _load(out / "run")) is not None:
+        lines += retrieval_section(m)
+        found = True
+        if (out / "run" / "recall_at_k.png").exists():
+            shutil.copyfile(out / "run" / "recall_at_k.png", dest.parent / "recall_at_k.png")
+    if (m := _load(out / "ask")) is not None:
+        lines += ask_section(m)
+        found = True
+    if (m := _load(out / "decisions")) is not None:
+        lines += decisions_section(m)
+        found = True
+    for name, folder in (("SciFact", "scifact"), ("Cranfield", "cranfield")):
+        if (m := _load(out / folder)) is not None:
+            lines += bench_section(name, m)
+            found = True
+    if not found:
+        raise FileNotFoundError(f"no metrics.json under {out}: run the evals first (make evals)")
+    dest.write_text("\n".join(lines), encoding="utf-8")
+    return dest
