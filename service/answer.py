@@ -27,6 +27,7 @@ from service.schemas import AskCitation, AskRequest, AskResponse
 log = logging.getLogger(__name__)
 
 DECISION_Q = re.compile(r"(?i)\b(resolv\w*|decid\w*|decision\w*|agree\w*|endors\w*|approv\w*|resolution\w*)\b")
+PROPOSAL_Q = re.compile(r"(?i)\b(asked to|recommend\w*|propos\w*)\b")
 FOLLOW_UP = re.compile(r"(?i)^(and|what about|how about|also|same for|and what about)\b|\b(it|they|that|those|this|them)\b")
 _SENT = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9(\"“‘'])|\n+")
 # Sentence selection, tuned on evals/questions.jsonl (see README, "/ask"): sentences come from the
@@ -37,6 +38,8 @@ SENTENCE_HITS = 8
 MAX_QUOTES = 4
 QUOTE_MARGIN = 0.2
 W_DENSE, W_OVERLAP, RESOLUTION_BONUS, SHORT_PENALTY, SHORT_WORDS = 0.5, 0.2, 0.15, 0.1, 8
+NO_RESOLUTION = ("I found no resolution on this in the minutes I have; "
+                 "the nearest passages in the papers say:")
 NOT_FOUND = ("The board papers I have don't appear to cover this. "
              "The nearest passages are listed below in case they help.")
 
@@ -67,7 +70,8 @@ class Answerer:
 
     def answer(self, req: AskRequest) -> AskResponse:
         query = self.contextual_query(req)
-        wants_decision = bool(DECISION_Q.search(req.question))
+        # "What was the board asked to agree" wants a report's proposal, not a resolution.
+        wants_decision = bool(DECISION_Q.search(req.question)) and not PROPOSAL_Q.search(req.question)
         hits = self.retriever.search(query, SENTENCE_HITS, req.filters)
         passages = [search_result(self.retriever.index, i + 1, h.score, h.chunk) for i, h in enumerate(hits[:5])]
         if not hits:
@@ -87,6 +91,10 @@ class Answerer:
             except Exception as e:  # any LLM failure falls back to the extractive answer
                 log.warning("LLM answer failed, using extractive answer: %s", e)
         answer, citations = self._compose(chosen)
+        if wants_decision and not any(s.chunk.kind == "resolution" for s in chosen):
+            # Asked what was resolved, but nothing quoted is a resolution: say so rather than
+            # letting a report's proposal or a discussion read like the board's decision.
+            answer = f"{NO_RESOLUTION}\n{answer}"
         return AskResponse(answer=answer, found=True, citations=citations, passages=passages)
 
     # ------------------------------------------------------------ selection
@@ -186,11 +194,11 @@ def _one_line(text: str) -> str:
 
 
 def _meeting_phrase(c: Chunk) -> str:
-    who = " ".join(x for x in (c.council, c.body) if x) or "the board papers"
+    who = " ".join(x for x in (c.council, c.body) if x)
     kind = {"minutes": "minutes of the", "report": "report to the", "appendix": "appendix for the",
             "agenda": "agenda of the"}.get(c.document_type, "papers of the")
-    when = f"meeting of {format_date(c.meeting_date)}" if c.meeting_date else "papers"
     item = f", {c.agenda_item}" if c.agenda_item else ""
     if c.document_type in ("progress_report",) or not c.meeting_date:
-        return f"{c.title} ({who}){item}"
-    return f"{kind} {who} {when}{item}"
+        return f"{c.title} ({who}){item}" if who else f"{c.title}{item}"
+    # A file with no detected council or body still names its meeting by date.
+    return f"{kind} {who + ' ' if who else ''}meeting of {format_date(c.meeting_date)}{item}"

@@ -126,3 +126,35 @@ def test_bad_ask_input_422(app_client, path, body):
 def test_ask_invalid_json_422(app_client):
     r = app_client.post("/ask", content=b"not json", headers={"content-type": "application/json"})
     assert_readable_422(r)
+
+
+def test_resolve_question_without_a_resolution_says_so(app_client):
+    # The papers hold a PNA report with recommendations but no minute resolving anything on it
+    # (evals/decisions_gold.jsonl has only a recommendation), so a proposal must not pass for a decision.
+    a = ask(app_client, "what did the board resolve about the pharmaceutical needs assessment?")
+    if a["found"]:
+        assert a["answer"].startswith("I found no resolution on this"), a["answer"]
+        assert not a["answer"].startswith("The board resolved")
+    check_quotes_match_text(app_client, a["citations"])
+
+
+def test_asked_to_question_is_not_treated_as_a_resolution_question(app_client):
+    a = ask(app_client, "what was the board asked to agree on the health and wellbeing strategy review in July 2018?")
+    assert a["found"] is True
+    assert "no resolution" not in a["answer"]
+    assert any("asked to" in c["quote"] or c["quote"].startswith("That the Health and Wellbeing Board")
+               for c in a["citations"]), a["answer"]
+
+
+def test_meeting_phrase_without_council_or_body():
+    from datetime import date
+
+    from indexer.records import Chunk
+    from service.answer import _meeting_phrase
+
+    c = Chunk(id="x", doc_id="d", text="t", char_start=0, char_end=1, kind="text", document_type="report",
+              title="Cabinet papers", council=None, body=None, meeting_date=date(2025, 1, 30), agenda_item="Item 8",
+              heading_path=("Cabinet papers",), page=3, tokens=1, embed_text="t", content_hash="h")
+    phrase = _meeting_phrase(c)
+    assert phrase == "report to the meeting of 30 January 2025, Item 8", phrase
+    assert "the board papers" not in phrase
