@@ -36,6 +36,16 @@ _ADJACENT_RUNS = re.compile(r"\*\*\*\*|____")
 _BACKSLASH_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~])")
 _SPACES = re.compile(r"[ \u00a0\u2000-\u200b\u202f]+")
 _BOILERPLATE = re.compile(r"(?i)^this page is intentionally left blank\.?$")
+# "3", "Page 3", "3 of 31", "- 3 -": a page number on its own, never content.
+_PAGE_NUMBER = re.compile(r"(?i)^[-–\s]*(?:page\s*)?\d{1,4}(?:\s*(?:of|/)\s*\d{1,4})?[-–\s]*$")
+# A header or footer repeated on this many pages is a running one (or on every page of a
+# shorter document).
+RUNNING_PAGES = 3
+_BARE_NUMBER = re.compile(r"^\d{1,2}\.$")
+# Contact details and phone numbers: on front sheets, never a page's or a document's title.
+CONTACT_LINE = re.compile(
+    r"(?i)^(?:telephone|tel|phone|e-?mail|ask for|contact)\b|@|\b0\d{2,4}[ -]?\d{3,4}[ -]?\d{3,4}\b"
+)
 
 
 class ParseError(Exception):
@@ -103,6 +113,23 @@ def parse(source: SourceFile, pdf_strategy: str = "fast") -> ParsedDocument:
     )
 
 
+def page_count(path: Path) -> int | None:
+    """How many pages a PDF has; None for other files or a PDF whose page tree cannot be read.
+
+    Counted from the PDF itself: blank or image-only pages at the end yield no element, so
+    the last element's page would undercount.
+    """
+    if path.suffix.lower() != ".pdf":
+        return None
+    from pdfminer.pdfpage import PDFPage
+
+    try:
+        with path.open("rb") as f:
+            return sum(1 for _ in PDFPage.get_pages(f)) or None
+    except Exception:  # pdfminer raises many types for damaged files; parsing already coped
+        return None
+
+
 def _check_text(raw: bytes) -> None:
     sample = raw[:65536]
     if b"\x00" in sample:
@@ -155,15 +182,91 @@ def _partition(path: Path, suffix: str, pdf_strategy: str) -> list[tuple[str, st
         from unstructured.partition.docx import partition_docx
 
         found = partition_docx(filename=str(path))
+    running = _running_texts(found) if suffix == ".pdf" else None
     out = []
     for el in found:
-        if el.category in ("Header", "Footer", "PageNumber", "PageBreak", "Image"):
-            continue  # running heads and page numbers would pollute every chunk
         text = el.text or ""
-        if not text.strip():
+        if el.category in ("PageNumber", "PageBreak", "Image") or not text.strip():
             continue
-        as_html = getattr(el.metadata, "text_as_html", None) if el.category == "Table" else None
-        out.append((el.category, text, getattr(el.metadata, "page_number", None), as_html))
+        category = el.category
+        if category in ("Header", "Footer"):
+            if running is None or _is_running(text, running):
+                # Running heads and page numbers would pollute every chunk. A .docx or HTML
+                # header is one by construction; a PDF's is only a guess from its position.
+                continue
+            # The fast PDF strategy calls anything near the top or bottom edge a header or
+            # footer, table rows and page titles included: keep them as what they read as.
+            category = "PageTitle" if category == "Header" else "NarrativeText"
+        as_html = getattr(el.metadata, "text_as_html", None) if category == "Table" else None
+        out.append((category, text, getattr(el.metadata, "page_number", None), as_html))
+    if suffix == ".pdf":
+        out = _mark_page_titles(_join_bare_numbers(out))
+    return out
+
+
+def _norm_running(text: str) -> str:
+    # Page numbers inside a running head differ from page to page.
+    return re.sub(r"\d+", "#", _tidy(text).lower())
+
+
+def _running_texts(found) -> set[str]:
+    """Normalised header/footer texts repeated on enough pages to be running heads."""
+    pages_of: dict[str, set] = {}
+    all_pages = set()
+    for el in found:
+        page = getattr(el.metadata, "page_number", None)
+        all_pages.add(page)
+        if el.category in ("Header", "Footer") and (el.text or "").strip():
+            pages_of.setdefault(_norm_running(el.text), set()).add(page)
+    need = max(2, min(RUNNING_PAGES, len(all_pages)))
+    return {text for text, pages in pages_of.items() if len(pages) >= need}
+
+
+def _is_running(text: str, running: set[str]) -> bool:
+    clean = _tidy(text)
+    if _BOILERPLATE.match(clean):
+        return False  # kept: a blank-page notice marks where one paper of a pack ends
+    return _norm_running(text) in running or bool(_PAGE_NUMBER.match(clean))
+
+
+def _join_bare_numbers(raw: list[tuple]) -> list[tuple]:
+    """Merge a bare "5." into the element after it on the same page.
+
+    Agenda front sheets set the item number in its own column; read apart, "5." is noise
+    and the item's title loses its number.
+    """
+    out = []
+    i = 0
+    while i < len(raw):
+        category, text, page, as_html = raw[i]
+        if (
+            _BARE_NUMBER.match(text.strip()) and i + 1 < len(raw)
+            and raw[i + 1][2] == page and raw[i + 1][3] is None and "\t" not in raw[i + 1][1]
+        ):
+            out.append(("ListItem", f"{text.strip()} {raw[i + 1][1].strip()}", page, None))
+            i += 2
+            continue
+        out.append(raw[i])
+        i += 1
+    return out
+
+
+def _mark_page_titles(raw: list[tuple]) -> list[tuple]:
+    """A short Title opening a page is that page's title (slide-like PDFs have no other headings)."""
+    out = []
+    prev_page = None
+    for category, text, page, as_html in raw:
+        clean = _tidy(text)
+        if (
+            category == "Title" and page is not None and page != prev_page
+            and 2 <= len(clean.split()) <= 14 and not _looks_like_sentence(clean)
+            and not CONTACT_LINE.search(clean) and any(c.islower() for c in clean)
+        ):
+            # All-capital lines are left to the structure stage, which tells a heading from
+            # a code in a table cell ("SO1, SO2").
+            category = "PageTitle"
+        out.append((category, text, page, as_html))
+        prev_page = page
     return out
 
 
@@ -202,6 +305,8 @@ def _clean(category: str, text: str, as_html: str | None):
             kind = "boilerplate"
         elif level is not None:
             kind = "heading"
+        elif category == "PageTitle" and not _reads_as_row(clean):
+            kind, level = "heading", 1  # a page's own title opens the page's section
         elif category == "ListItem":
             kind = "list_item"
         elif category == "Title" and not _looks_like_sentence(clean):
@@ -225,6 +330,12 @@ def _strip_inline(text: str) -> str:
 
 def _tidy(text: str) -> str:
     return _SPACES.sub(" ", text.replace("\r", " ").replace("\n", " ")).strip()
+
+
+def _reads_as_row(text: str) -> bool:
+    # A page header glued to its table's column heads runs to 15-20 words; a longer one, or
+    # one ending like a sentence, is a table row that happens to sit at the top edge.
+    return len(text.split()) > 20 or text.rstrip().endswith((".", ";", ","))
 
 
 def _looks_like_sentence(text: str) -> bool:

@@ -24,19 +24,22 @@ import numpy as np
 from indexer import store
 from indexer.chunk import ChunkSettings, chunk_document
 from indexer.config import IndexerSettings
+from indexer.dates import format_date
 from indexer.decisions import extract_decisions
 from indexer.discover import discover
 from indexer.embed import Encoder, load_encoder
-from indexer.parse import ParseError, parse
-from indexer.records import Chunk, Decision, DocumentMeta, DocumentRecord, PartSpan, Skipped, SourceFile
-from indexer.structure import AGENDA_STAMP, MINUTES_START, structure
+from indexer.parse import ParseError, page_count, parse
+from indexer.records import (
+    Chunk, Decision, DocumentMeta, DocumentRecord, ParsedDocument, PartSpan, Skipped, SourceFile,
+)
+from indexer.structure import AGENDA_STAMP, agenda_title, detect_front_sheet, display_body, starts_minutes, structure
 
 log = logging.getLogger(__name__)
 
 ISO_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 
 # Bump when parsing, structure or chunking changes what a build produces from the same file.
-PIPELINE_VERSION = 5
+PIPELINE_VERSION = 6
 
 
 @dataclass
@@ -115,27 +118,37 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
 
     from tqdm import tqdm
 
-    for src in tqdm(sources, desc="parse", unit="file", disable=not settings.progress):
-        if previous and unchanged(src):
+    # Parse everything first: a paper's council may only be known from the other papers of
+    # its meeting, so metadata is resolved once every document has been read.
+    reused = {s.doc_id for s in sources if previous and unchanged(s)}
+    fresh: dict[str, ParsedDocument] = {}
+    for src in tqdm([s for s in sources if s.doc_id not in reused], desc="parse", unit="file",
+                    disable=not settings.progress):
+        parsed = _parse_or_skip(src, settings, report, skipped_sha)
+        if parsed is not None:
+            fresh[src.doc_id] = parsed
+    for src in _gained_a_council(sources, fresh, reused, previous):
+        # Indexed before without a council, which a paper new to this build now gives.
+        reused.discard(src.doc_id)
+        parsed = _parse_or_skip(src, settings, report, skipped_sha)
+        if parsed is not None:
+            fresh[src.doc_id] = parsed
+    resolved = _resolve_all(sources, fresh, [previous.documents[d] for d in reused])
+
+    for src in sources:
+        if src.doc_id in reused:
             rec = previous.documents[src.doc_id]
             documents.append((rec, previous.texts[src.doc_id]))
             chunks.extend(c for c in previous.chunks if c.doc_id == src.doc_id)
             decisions.extend(d for d in previous.decisions if d.doc_id == src.doc_id)
             doc_manifest[src.doc_id] = prev_docs[src.doc_id]
             continue
-        try:
-            parsed = parse(src, settings.pdf_strategy)
-        except ParseError as e:
-            log.warning("skipped %s: %s", src.path, e)
-            report.skipped.append(Skipped(str(src.path), str(e)))
-            skipped_sha[str(src.path)] = src.sha256
-            continue
-        except OSError as e:
-            report.skipped.append(Skipped(str(src.path), f"cannot be read ({e.strerror or e})"))
-            continue
+        if src.doc_id not in fresh:
+            continue  # skipped, with its reason already in the report
+        parsed = fresh[src.doc_id]
         if enc is None:
             enc = load_encoder(settings.model)
-        meta, notes = _resolve_meta(src, parsed)
+        meta, notes = resolved[src.doc_id]
         st = structure(parsed, meta)
         chunk_settings = ChunkSettings(settings.chunk_target_tokens, enc.max_tokens, enc.name)
         doc_chunks = chunk_document(parsed, meta, st.parts, st.blocks, chunk_settings, count_tiktoken, enc.count_tokens)
@@ -155,7 +168,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
             metadata_source=meta.source,
             notes=tuple(notes),
             chars=len(parsed.text),
-            pages=max((e.page or 0 for e in parsed.elements), default=0) or None,
+            pages=page_count(src.path) or max((e.page or 0 for e in parsed.elements), default=0) or None,
             parts=tuple(
                 PartSpan(p.kind, p.title, p.meeting_date, p.agenda_item,
                          parsed.elements[p.first].start, parsed.elements[p.last - 1].end)
@@ -233,26 +246,153 @@ def _load_previous(index_dir: Path) -> store.LoadedIndex | None:
         return None
 
 
+def _parse_or_skip(src: SourceFile, settings: IndexerSettings, report: BuildReport,
+                   skipped_sha: dict[str, str]) -> ParsedDocument | None:
+    try:
+        return parse(src, settings.pdf_strategy)
+    except ParseError as e:
+        log.warning("skipped %s: %s", src.path, e)
+        report.skipped.append(Skipped(str(src.path), str(e)))
+        skipped_sha[str(src.path)] = src.sha256
+    except OSError as e:
+        report.skipped.append(Skipped(str(src.path), f"cannot be read ({e.strerror or e})"))
+    return None
+
+
+# Published papers are often named after their meeting: "cabinet__2025-01-30__Agenda
+# frontsheet.pdf", "cabinet__2025-03-13__pack__Public reports pack.pdf".
+NAMED_FILE = re.compile(
+    r"^(?P<body>[A-Za-z][A-Za-z0-9&' -]*?)__(?P<date>\d{4}-\d{2}-\d{2})__"
+    r"(?:(?P<kind>pack|agenda|minutes|report)__)?(?P<rest>.+)$",
+    re.I,
+)
+_KIND_OF_NAME = {"pack": "agenda_pack", "agenda": "agenda", "minutes": "minutes", "report": "report"}
+
+
+@dataclass(frozen=True)
+class _NameHint:
+    """What a file named <body>__<YYYY-MM-DD>__[<kind>__]<rest> says about itself."""
+
+    body: str
+    meeting_date: date | None
+    document_type: str | None
+    rest: str
+
+
+def _name_hint(path: Path) -> _NameHint | None:
+    m = NAMED_FILE.match(path.stem)
+    if not m:
+        return None
+    try:
+        when = date.fromisoformat(m.group("date"))
+    except ValueError:
+        when = None
+    kind = _KIND_OF_NAME.get((m.group("kind") or "").lower())
+    body = display_body(re.sub(r"[-_]+", " ", m.group("body")))
+    return _NameHint(body, when, kind, m.group("rest").strip(" _-"))
+
+
+def _date_in_name(path: Path, hint: _NameHint | None) -> date | None:
+    if hint and hint.meeting_date:
+        return hint.meeting_date
+    m = ISO_DATE.search(path.name)
+    try:
+        return date.fromisoformat(m.group(0)) if m else None
+    except ValueError:  # "2025-13-45"
+        return None
+
+
 def _resolve_meta(src: SourceFile, parsed) -> tuple[DocumentMeta, list[str]]:
+    """The metadata entry, or what the front sheet and the file name say, with notes on the gaps."""
     if src.meta is not None:
         return src.meta, []
-    provisional = DocumentMeta(title=src.path.stem, document_type="document", source="detected")
-    detected = structure(parsed, provisional).detected
-    looks_like_pack = any(
-        MINUTES_START.match(e.text) or AGENDA_STAMP.search(e.text) for e in parsed.elements if len(e.text.split()) <= 12
-    )
-    meta = dataclasses.replace(detected, document_type="agenda_pack" if looks_like_pack else "document")
-    notes = ["no metadata entry; detected from the front sheet"] + list(detected.notes)
-    if meta.meeting_date is None:
-        # Published papers are often named after their meeting ("cabinet__2025-01-30__...").
-        m = ISO_DATE.search(src.path.name)
-        if m:
-            try:
-                meta = dataclasses.replace(meta, meeting_date=date.fromisoformat(m.group(0)))
-                notes = [n for n in notes if n != "meeting date not detected"] + ["meeting date taken from the file name"]
-            except ValueError:
-                pass
-    return meta, notes
+    detected = detect_front_sheet(parsed.elements)
+    hint = _name_hint(src.path)
+    from_name: list[str] = []
+    body, when = detected.body, detected.meeting_date
+    if body is None and hint:
+        body = hint.body
+        from_name.append("body")
+    if when is None and (when := _date_in_name(src.path, hint)):
+        from_name.append("meeting date")
+    document_type = _document_type(parsed, detected, hint)
+    if detected.document_type == "agenda":  # the front sheet says only "AGENDA"
+        title = agenda_title(document_type, body, when)
+    elif hint and hint.rest:
+        title = hint.rest  # the name its publisher gave it, not whatever line came first
+    else:
+        title = detected.title
+    meta = dataclasses.replace(detected, title=title, body=body, meeting_date=when, document_type=document_type)
+    notes = ["no metadata entry; detected from the front sheet"]
+    notes += [f"{what} not detected" for what, value in
+              (("council", meta.council), ("body", body), ("meeting date", when)) if value is None]
+    notes += [f"{what} taken from the file name" for what in from_name]
+    return dataclasses.replace(meta, notes=tuple(notes)), notes
+
+
+def _document_type(parsed, detected: DocumentMeta, hint: _NameHint | None) -> str:
+    if hint and hint.document_type:
+        return hint.document_type
+    short = [e for e in parsed.elements if len(e.text.split()) <= 12]
+    if any(starts_minutes(e) for e in parsed.elements) or any(AGENDA_STAMP.search(e.text) for e in short):
+        return "agenda_pack"
+    return detected.document_type  # "agenda" or "document"
+
+
+def _resolve_all(sources: list[SourceFile], fresh: dict[str, ParsedDocument],
+                 others: list[DocumentRecord]) -> dict[str, tuple[DocumentMeta, list[str]]]:
+    """Metadata and notes of every parsed document, a missing council filled from the others."""
+    resolved = {s.doc_id: _resolve_meta(s, fresh[s.doc_id]) for s in sources if s.doc_id in fresh}
+    known = _councils([m for m, _ in resolved.values()] + others)
+    return {doc_id: _fill_council(meta, notes, known) for doc_id, (meta, notes) in resolved.items()}
+
+
+def _gained_a_council(sources: list[SourceFile], fresh: dict[str, ParsedDocument], reused: set[str],
+                      previous: store.LoadedIndex | None) -> list[SourceFile]:
+    """Unchanged documents indexed without a council that the corpus can now give them."""
+    old = {d: previous.documents[d] for d in reused} if previous else {}
+    lacking = [s for s in sources if s.doc_id in old and old[s.doc_id].council is None
+               and old[s.doc_id].metadata_source == "detected"]
+    if not lacking:
+        return []
+    metas = [m for m, _ in _resolve_all(sources, fresh, []).values()]
+    known = _councils(metas + list(old.values()))
+    return [s for s in lacking if _council_for(old[s.doc_id], known)]
+
+
+def _councils(metas) -> list[tuple[str, str | None, date | None]]:
+    """(council, body, meeting date) of every paper whose council is known."""
+    return [(m.council, m.body, m.meeting_date) for m in metas if m.council]
+
+
+def _council_for(meta, known: list[tuple[str, str | None, date | None]]) -> tuple[str, str] | None:
+    """A council for a paper that names none, and why.
+
+    From the other papers of its meeting (same body and date), else of its body, else - for
+    a paper whose body is unknown too - the only council the corpus names. A paper of a body
+    no named council has is left alone: it may well be another council's.
+    """
+    body = (meta.body or "").lower()
+    same_meeting = {c for c, b, d in known if body and (b or "").lower() == body and d == meta.meeting_date and d}
+    same_body = {c for c, b, _ in known if body and (b or "").lower() == body}
+    everywhere = {c for c, _, _ in known}
+    if len(same_meeting) == 1:
+        meeting = f"{meta.body} meeting of {format_date(meta.meeting_date)}"
+        return same_meeting.pop(), f"council taken from the other papers of the {meeting}"
+    if not same_meeting and len(same_body) == 1:
+        return same_body.pop(), f"council taken from the other {meta.body} papers in the corpus"
+    if not body and len(everywhere) == 1:
+        return everywhere.pop(), "council taken from the only council named in the corpus"
+    return None
+
+
+def _fill_council(meta: DocumentMeta, notes: list[str], known) -> tuple[DocumentMeta, list[str]]:
+    found = _council_for(meta, known) if meta.council is None and meta.source == "detected" else None
+    if found is None:
+        return meta, notes
+    council, why = found
+    notes = [n for n in notes if n != "council not detected"] + [why]
+    return dataclasses.replace(meta, council=council, notes=tuple(notes)), notes
 
 
 def _meta_hash(meta: DocumentMeta | None) -> str:

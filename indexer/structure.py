@@ -15,20 +15,27 @@ from dataclasses import dataclass, replace
 from datetime import date
 
 from indexer.dates import find_date, format_date
+from indexer.parse import CONTACT_LINE
 from indexer.records import Block, DocumentMeta, Element, ParsedDocument, Part
 
 MINUTES_START = re.compile(
     r"(?i)^(?:decisions of the\b.*\b(?:board|committee)\b|(?:draft\s+)?minutes(?: of proceedings)?$"
     r"|.*\bminutes of proceedings\b|minutes of (?:a|the) meeting of\b)"
 )
+# Kent's minutes open with one long line: "MINUTES of a meeting of the Cabinet held in the
+# Council Chamber, Sessions House, County Hall, Maidstone on Thursday, 9 January 2025."
+MINUTES_HELD = re.compile(r"(?i)^minutes of (?:a|the) meeting of\b.*\bheld\b.*\b\d{4}\.?$")
 # The stamp printed on a report's first page ("AGENDA ITEM 6"), not "(Agenda Item 6)" in a minute.
 AGENDA_STAMP = re.compile(r"(?i)(?:^|\s)agenda item\s+(\d{1,2}[a-z]?)\s*$")
-REPORT_TITLE_ROW = re.compile(r"(?i)^title:?\s*\t?\s*(.+)$")
+# "Title<TAB>..." (Barnet, Westminster) or "Subject: ..." (Kent's From/To/Subject header).
+REPORT_TITLE_ROW = re.compile(r"(?i)^(?:title:?|subject:)\s*\t?\s*(.+)$")
 REPORT_BY = re.compile(r"(?i)^report (?:by|of)\b")
 APPENDIX_START = re.compile(r"(?i)^appendix\s+([a-z0-9]{1,3})\b")
-# "6. SCREENING UPDATE (Agenda Item 6):", "4. CHILDREN & YOUNG PEOPLE MENTAL HEALTH ..."
+# "6. SCREENING UPDATE (Agenda Item 6):", "4. CHILDREN & YOUNG PEOPLE MENTAL HEALTH ...",
+# "5. 24/00115 - Kent County Council Integrated Care Strategy" (a Kent decision number first).
 MINUTE_ITEM = re.compile(
-    r"^(\d{1,2})\.\s+([A-Z][A-Z0-9 ,.'’&()\-–:/]*?[A-Z)])\s*(?:\(agenda item \d+[a-z]?\))?\s*:?$",
+    r"^(\d{1,2})\.\s+((?:\d{2}/\d{4,5}\s*[-–]\s*)?[A-Z][A-Z0-9 ,.'’&()\-–:/]*?[A-Z)])"
+    r"\s*(?:\(agenda item \d+[a-z]?\))?\s*:?$",
     re.I,
 )
 # A report's "Title" row sits within four lines below its "AGENDA ITEM n" stamp (the board
@@ -41,7 +48,10 @@ RECOMMENDATIONS_HEAD = re.compile(
     r"(?i)^(?:\d+\.?\s*)?(?:(?:officers?'?\s+)?recommendations?(?:\s*\(s\))?"
     r"|key matters for the board(?:'s consideration)?)\s*:?$"
 )
-ASKED_TO = re.compile(r"(?i)\b(?:board|committee) (?:is|are) (?:asked|invited|recommended) to\b|^it is recommended\b")
+ASKED_TO = re.compile(
+    r"(?i)\b(?:board|committee|cabinet|council|panel|cabinet member(?: for [^.;:]{1,80}?)?)"
+    r" (?:is|are) (?:asked|invited|recommended) to\b|^it is recommended\b"
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,7 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
             _collect_agenda_item(e, agenda)
         if not is_pack:
             continue
-        if short and e.kind != "table" and MINUTES_START.match(t):
+        if starts_minutes(e):
             if cur.kind == "minutes" and i - cur.first <= 6:
                 continue  # "DRAFT MINUTES" then "... MINUTES OF PROCEEDINGS": one heading
             when = _date_near(els, i, 10)
@@ -110,6 +120,13 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
         if begin is not None and not (cur.kind == "report" and i - cur.first < REPORT_HEADER_SPAN):
             # A Barnet report header with no "AGENDA ITEM n" stamp above it (the stamp, when
             # there is one, has already started this report a line or three earlier).
+            title = REPORT_TITLE_ROW.match(t).group(1).strip()
+            item = _match_agenda(title, agenda, _last_item(parts, cur))
+            start(Part("report", _display_title(title), meta.meeting_date, item, begin, begin), begin)
+            continue
+        begin = _from_to_header_start(els, i)
+        if begin is not None and not (cur.kind == "report" and i - cur.first < REPORT_HEADER_SPAN):
+            # A Kent report header (From:, To:, Subject:) with no stamp above it.
             title = REPORT_TITLE_ROW.match(t).group(1).strip()
             item = _match_agenda(title, agenda, _last_item(parts, cur))
             start(Part("report", _display_title(title), meta.meeting_date, item, begin, begin), begin)
@@ -151,6 +168,14 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
     return [p for p in parts if p.last > p.first]
 
 
+def starts_minutes(e: Element) -> bool:
+    """Whether an element is the heading that opens a set of minutes."""
+    if e.kind == "table":
+        return False
+    words = len(e.text.split())
+    return bool((words <= 14 and MINUTES_START.match(e.text)) or (words <= 40 and MINUTES_HELD.match(e.text)))
+
+
 def _report_header_start(els: tuple[Element, ...], i: int) -> int | None:
     """Where a Barnet report's first page begins, if els[i] is its "Title<TAB>..." header row.
 
@@ -171,6 +196,16 @@ def _report_header_start(els: tuple[Element, ...], i: int) -> int | None:
             break
         begin = j
     return begin
+
+
+def _from_to_header_start(els: tuple[Element, ...], i: int) -> int | None:
+    """Where a Kent report begins, if els[i] is the "Subject:" line of its From/To/Subject header."""
+    if not re.match(r"(?i)^subject:\s*\S", els[i].text) or els[i].kind == "table":
+        return None
+    above = {els[j].text.split(":", 1)[0].strip().lower(): j for j in range(max(0, i - 3), i)}
+    if "from" in above and "to" in above:
+        return min(above["from"], above["to"])
+    return None
 
 
 _MEETING_NAME = re.compile(r"(?i)\b(?:board|committee|cabinet|council)\b")
@@ -252,12 +287,29 @@ def _is_heading(e: Element) -> bool:
     if e.kind in ("title", "text") and len(e.text.split()) <= 14 and not e.text.endswith((".", ",", ";")):
         if e.emphasis:
             return True
-        letters = [c for c in e.text if c.isalpha()]
-        if len(letters) >= 4 and sum(c.isupper() for c in letters) / len(letters) > 0.85:
+        if _all_caps(e.text) and _reads_as_words(e.text):
             return True
         if re.match(r"^\d{1,2}(?:\.\d{1,2})?\.?\s+[A-Z]", e.text) and e.kind == "title":
             return True
     return False
+
+
+_SECTION_NUMBER = re.compile(r"^\d{1,2}(?:\.\d{1,2})*\.?\s+")
+
+
+def _reads_as_words(text: str) -> bool:
+    """An all-capitals line that reads as words, not the codes of a table cell.
+
+    Table cells in PDFs come out as separate all-capital lines ("SO1, SO2", "DPH/DDPH",
+    "CYP PH"); taken as headings they would replace the real heading path of every row
+    below. A word of five letters, or two of three with no digits or slashes, reads as a
+    heading; a section number in front does not count.
+    """
+    body = _SECTION_NUMBER.sub("", text)
+    words = re.findall(r"[A-Za-z]+", body)
+    if any(len(w) >= 5 for w in words):
+        return True
+    return sum(len(w) >= 3 for w in words) >= 2 and not re.search(r"[\d/]", body)
 
 
 def _blocks_in_part(els: tuple[Element, ...], part: Part, p_index: int, meta: DocumentMeta) -> list[Block]:
@@ -397,11 +449,17 @@ _COUNCIL = re.compile(
     r"|(?:[A-Z][a-z]+ )+(?:County|City|Borough|District) Council"
     r"|(?i:london borough of [a-z]+|city of westminster|westminster city council))\b"
 )
-_BODY = re.compile(r"\b((?i:health (?:&|and) wellbeing board)|Cabinet|(?:[A-Z][a-z&]+ ){1,4}Committee)\b")
+# "Cabinet Member for ..." names a person's portfolio, not the meeting.
+_BODY = re.compile(
+    r"\b((?i:health (?:&|and) wellbeing board)|(?i:cabinet(?!\s+member))|(?:[A-Z][a-z&]+ ){1,4}Committee)\b"
+)
 
 
 def detect_front_sheet(els: tuple[Element, ...]) -> DocumentMeta:
-    """Council, body and meeting date from the first page or so of a document."""
+    """Council, body, meeting date and a title from the first page or so of a document.
+
+    A front sheet whose first line is "AGENDA" is an agenda (document_type "agenda").
+    """
     head = [e.text for e in els[:40]]
     joined = "\n".join(head)
     council = None
@@ -415,11 +473,7 @@ def detect_front_sheet(els: tuple[Element, ...]) -> DocumentMeta:
             if re.search(rf"(?i)\b{name}\b", joined):
                 council = canonical
                 break
-    body = None
-    m = _BODY.search(joined)
-    if m:
-        body = _display_title(m.group(1).strip())
-        body = body.replace(" And ", " & ").replace(" and ", " & ")
+    body = _find_body(head)
     when = find_date(joined)
     notes = []
     if council is None:
@@ -428,6 +482,37 @@ def detect_front_sheet(els: tuple[Element, ...]) -> DocumentMeta:
         notes.append("body not detected")
     if when is None:
         notes.append("meeting date not detected")
-    title = next((t for t in head if 3 <= len(t.split()) <= 16), head[0] if head else "Untitled")
+    is_agenda = bool(head) and head[0].strip().lower() == "agenda"
+    if is_agenda:
+        title = agenda_title("agenda", body, when)
+    else:
+        # Contact lines ("Telephone: ...", "Email: ...") come early on front sheets.
+        named = [t for t in head if not CONTACT_LINE.search(t)]
+        title = next((t for t in named if 3 <= len(t.split()) <= 16), head[0] if head else "Untitled")
     return DocumentMeta(title=title[:160], council=council, body=body, meeting_date=when,
-                        document_type="document", source="detected", notes=tuple(notes))
+                        document_type="agenda" if is_agenda else "document", source="detected", notes=tuple(notes))
+
+
+def _find_body(head: list[str]) -> str | None:
+    # A line that is the body's name alone ("CABINET") is the surest sign; otherwise the
+    # first mention.
+    for line in head:
+        m = _BODY.fullmatch(line.strip())
+        if m:
+            return display_body(m.group(1))
+    m = _BODY.search("\n".join(head))
+    return display_body(m.group(1)) if m else None
+
+
+def display_body(name: str) -> str:
+    """A body's name as the index shows it: "CABINET" or "cabinet" -> "Cabinet", "and" -> "&"."""
+    name = name.strip()
+    if not any(c.isupper() for c in name):
+        name = name.upper()  # a file-name slug: let _display_title give it capitals
+    return _display_title(name).replace(" And ", " & ").replace(" and ", " & ")
+
+
+def agenda_title(document_type: str, body: str | None, when: date | None) -> str:
+    """ "Agenda – Cabinet – 30 January 2025": a title for a front sheet that says only "AGENDA"."""
+    label = "Agenda pack" if document_type == "agenda_pack" else "Agenda"
+    return " – ".join([label, *([body] if body else []), *([format_date(when)] if when else [])])
