@@ -99,3 +99,26 @@ def test_phone_width_renders_input(browser, live_url):
         assert page.evaluate("document.documentElement.scrollWidth") <= 376
     finally:
         page.close()
+
+
+def test_decisions_view_search_and_timeline(browser, live_url):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(live_url + "/")
+        page.click("#tab-decisions")
+        page.locator("#view-decisions").wait_for(state="visible")
+        page.fill("#decisions-q", "cancer screening")
+        page.click("#decisions-search")
+        first = page.locator("#decisions-results .decision-card").first
+        first.wait_for(state="visible")
+        # The March 2018 resolution, dated by the meeting that made it, not the July pack's cover.
+        assert first.locator("time.card-date").get_attribute("datetime") == "2018-03-08"
+        assert "RESOLVED" in first.inner_text() or "screening" in first.inner_text().lower()
+        page.click("#decisions-timeline")
+        page.locator("#decisions-results .timeline-item").first.wait_for(state="visible")
+        dates = [d for d in page.locator("#decisions-results .timeline-item time.card-date").evaluate_all(
+            "els => els.map(e => e.getAttribute('datetime'))") if d]
+        assert dates and dates == sorted(dates), dates
+    finally:
+        page.close()
