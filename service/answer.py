@@ -35,6 +35,7 @@ _SENT = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9(\"“‘'])|\n+")
 # dense similarity of heading+sentence to the question plus the share of question words they hold,
 # and up to 4 within 0.2 of the best are quoted. The retrieval rank is left out: it cost evidence.
 SENTENCE_HITS = 8
+DECISION_CANDIDATES = 2  # decision records offered to the scorer for "what did the board resolve" questions
 MAX_QUOTES = 4
 QUOTE_MARGIN = 0.2
 W_DENSE, W_OVERLAP, RESOLUTION_BONUS, SHORT_PENALTY, SHORT_WORDS = 0.5, 0.2, 0.15, 0.1, 8
@@ -77,7 +78,7 @@ class Answerer:
         if not hits:
             return AskResponse(answer=NOT_FOUND, found=False, citations=[], passages=[])
         qv = self.encoder.encode([query])[0]
-        chosen, evidence = self._select(query, hits, qv, wants_decision)
+        chosen, evidence = self._select(query, hits, qv, wants_decision, req.filters)
         if evidence < self.settings.found_threshold or not chosen:
             return AskResponse(answer=NOT_FOUND, found=False, citations=[], passages=passages)
         if self.settings.llm_url:
@@ -99,7 +100,7 @@ class Answerer:
 
     # ------------------------------------------------------------ selection
 
-    def _select(self, query: str, hits: list[Hit], qv: np.ndarray, wants_decision: bool):
+    def _select(self, query: str, hits: list[Hit], qv: np.ndarray, wants_decision: bool, filters=None):
         q_terms = set(tokenize(query))
         candidates: list[Sentence] = []
         texts = self.retriever.index.texts
@@ -113,6 +114,8 @@ class Answerer:
                 text = texts[c.doc_id][s:e]
                 if len(text.split()) >= 4 and not _is_label(text, c):
                     candidates.append(Sentence(c, s, e, text, 0.0))
+        if wants_decision:
+            candidates += self._decision_candidates(query, filters, candidates)
         if not candidates:
             return [], 0.0
         vecs = self.encoder.encode([f"{' › '.join(s.chunk.heading_path[1:])}\n{s.text}" for s in candidates])
@@ -139,6 +142,32 @@ class Answerer:
                 continue
             chosen.append(s)
         return chosen, best
+
+    def _decision_candidates(self, query: str, filters, have: list[Sentence]) -> list[Sentence]:
+        """The best decision records for the question, quoted whole, as candidates beside the passages.
+
+        Passage search can rank a resolution below the report that led to it; the decision records
+        (the same spans, searched on their own) put the board's actual decision in front of the
+        sentence scorer whenever one matches.
+        """
+        from service.decisions import DecisionQuery
+
+        f = filters
+        dq = DecisionQuery(q=query, kind="decision", council=getattr(f, "council", None), body=getattr(f, "body", None),
+                           date_from=getattr(f, "date_from", None), date_to=getattr(f, "date_to", None))
+        out: list[Sentence] = []
+        seen = {(s.chunk.doc_id, s.start) for s in have}
+        chunks = self.retriever.index.chunks
+        for d, _score in self.decisions.search(dq)[:DECISION_CANDIDATES]:
+            if (d.doc_id, d.char_start) in seen:
+                continue
+            rows = self.decisions.rows_of(d.id)
+            if rows.size == 0:
+                continue
+            # The chunk holding the decision carries its meeting (the minutes' own date) for the citation.
+            chunk = next((chunks[r] for r in rows if chunks[r].kind == "resolution"), chunks[int(rows[0])])
+            out.append(Sentence(chunk, d.char_start, d.char_end, d.text, 0.0))
+        return out
 
     # ------------------------------------------------------------ composition
 

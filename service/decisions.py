@@ -52,6 +52,13 @@ class DecisionSearch:
         matched.sort(key=lambda i: (-round(scores[i], 6), self._newest_key(self.index.decisions[i])))
         return [(self.index.decisions[i], scores[i]) for i in matched]
 
+    def rows_of(self, decision_id: str) -> np.ndarray:
+        """Chunk rows whose spans overlap the decision's span."""
+        for d, rows in zip(self.index.decisions, self._rows):
+            if d.id == decision_id:
+                return rows
+        return np.array([], dtype=np.int64)
+
     def timeline(self, query: DecisionQuery, limit: int = 200) -> list[Decision]:
         found = [d for d, _ in self.search(query)][:limit]
         return sorted(found, key=lambda d: (d.meeting_date or date.min, d.char_start))
