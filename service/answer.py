@@ -158,8 +158,15 @@ class Answerer:
         out: list[Sentence] = []
         seen = {(s.chunk.doc_id, s.start) for s in have}
         chunks = self.retriever.index.chunks
+        topic = _topic_terms(query)
         for d, _score in self.decisions.search(dq)[:DECISION_CANDIDATES]:
             if (d.doc_id, d.char_start) in seen:
+                continue
+            # Decision search matches loosely (any shared word, or meaning alone); a resolution
+            # quoted as "the board resolved" must be about the question's topic, so at least half
+            # of the topic words have to be in it.
+            held = topic & set(tokenize(f"{d.item or ''} {d.text}"))
+            if not topic or len(held) * 2 < len(topic):
                 continue
             rows = self.decisions.rows_of(d.id)
             if rows.size == 0:
@@ -205,6 +212,16 @@ def _sentences(text: str, start: int, end: int):
         pos = m.end()
     if pos < end:
         yield pos, end
+
+
+_GENERIC = frozenset(tokenize("board boards council committee meeting health wellbeing members member "
+                              "before ever previously what which when who how why did does do has have "
+                              "had about on regarding anything something"))
+
+
+def _topic_terms(question: str) -> set[str]:
+    """The question's words minus the decision verbs and the words every board paper shares."""
+    return set(tokenize(DECISION_Q.sub(" ", question))) - _GENERIC
 
 
 def _is_label(text: str, c: Chunk) -> bool:

@@ -179,3 +179,11 @@ def test_decide_question_cites_the_decision_record(app_client):
     assert hits[0]["meeting_date"] == "2014-11-20"
     assert "The board resolved" in a["answer"]
     check_quotes_match_text(app_client, a["citations"])
+
+
+def test_topic_terms_drop_decision_verbs_and_board_words():
+    from service.answer import _topic_terms
+
+    assert _topic_terms("what did the board resolve about the pharmaceutical needs assessment?") == \
+        _topic_terms("pharmaceutical needs assessment")
+    assert _topic_terms("has the Health and Wellbeing Board ever endorsed anything?") == set()
