@@ -116,17 +116,10 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
             title = _title_near(els, i) or agenda.get(item) or f"Agenda item {item}"
             start(Part("report", title, meta.meeting_date, item, i, i), i)
             continue
-        begin = _report_header_start(els, i)
+        begin = _unstamped_report_start(els, i)
         if begin is not None and not (cur.kind == "report" and i - cur.first < REPORT_HEADER_SPAN):
-            # A Barnet report header with no "AGENDA ITEM n" stamp above it (the stamp, when
-            # there is one, has already started this report a line or three earlier).
-            title = REPORT_TITLE_ROW.match(t).group(1).strip()
-            item = _match_agenda(title, agenda, _last_item(parts, cur))
-            start(Part("report", _display_title(title), meta.meeting_date, item, begin, begin), begin)
-            continue
-        begin = _from_to_header_start(els, i)
-        if begin is not None and not (cur.kind == "report" and i - cur.first < REPORT_HEADER_SPAN):
-            # A Kent report header (From:, To:, Subject:) with no stamp above it.
+            # A report header with no "AGENDA ITEM n" stamp above it (the stamp, when there is
+            # one, has already started this report a line or three earlier).
             title = REPORT_TITLE_ROW.match(t).group(1).strip()
             item = _match_agenda(title, agenda, _last_item(parts, cur))
             start(Part("report", _display_title(title), meta.meeting_date, item, begin, begin), begin)
@@ -174,6 +167,12 @@ def starts_minutes(e: Element) -> bool:
         return False
     words = len(e.text.split())
     return bool((words <= 14 and MINUTES_START.match(e.text)) or (words <= 40 and MINUTES_HELD.match(e.text)))
+
+
+def _unstamped_report_start(els: tuple[Element, ...], i: int) -> int | None:
+    """Where a report begins if els[i] is its header's title line: Barnet's table or Kent's From/To/Subject."""
+    begin = _report_header_start(els, i)
+    return begin if begin is not None else _from_to_header_start(els, i)
 
 
 def _report_header_start(els: tuple[Element, ...], i: int) -> int | None:

@@ -73,11 +73,11 @@ class Answerer:
         query = self.contextual_query(req)
         # "What was the board asked to agree" wants a report's proposal, not a resolution.
         wants_decision = bool(DECISION_Q.search(req.question)) and not PROPOSAL_Q.search(req.question)
-        hits = self.retriever.search(query, SENTENCE_HITS, req.filters)
+        qv = self.retriever.encode_query(query)
+        hits = self.retriever.search(query, SENTENCE_HITS, req.filters, query_vector=qv)
         passages = [search_result(self.retriever.index, i + 1, h.score, h.chunk) for i, h in enumerate(hits[:5])]
         if not hits:
             return AskResponse(answer=NOT_FOUND, found=False, citations=[], passages=[])
-        qv = self.encoder.encode([query])[0]
         chosen, evidence = self._select(query, hits, qv, wants_decision, req.filters)
         if evidence < self.settings.found_threshold or not chosen:
             return AskResponse(answer=NOT_FOUND, found=False, citations=[], passages=passages)
@@ -115,7 +115,7 @@ class Answerer:
                 if len(text.split()) >= 4 and not _is_label(text, c):
                     candidates.append(Sentence(c, s, e, text, 0.0))
         if wants_decision:
-            candidates += self._decision_candidates(query, filters, candidates)
+            candidates += self._decision_candidates(query, qv, filters, candidates)
         if not candidates:
             return [], 0.0
         vecs = self.encoder.encode([f"{' › '.join(s.chunk.heading_path[1:])}\n{s.text}" for s in candidates])
@@ -143,7 +143,7 @@ class Answerer:
             chosen.append(s)
         return chosen, best
 
-    def _decision_candidates(self, query: str, filters, have: list[Sentence]) -> list[Sentence]:
+    def _decision_candidates(self, query: str, qv: np.ndarray, filters, have: list[Sentence]) -> list[Sentence]:
         """The best decision records for the question, quoted whole, as candidates beside the passages.
 
         Passage search can rank a resolution below the report that led to it; the decision records
@@ -159,7 +159,7 @@ class Answerer:
         seen = {(s.chunk.doc_id, s.start) for s in have}
         chunks = self.retriever.index.chunks
         topic = _topic_terms(query)
-        for d, _score in self.decisions.search(dq)[:DECISION_CANDIDATES]:
+        for d, _score in self.decisions.search(dq, query_vector=qv)[:DECISION_CANDIDATES]:
             if (d.doc_id, d.char_start) in seen:
                 continue
             # Decision search matches loosely (any shared word, or meaning alone); a resolution

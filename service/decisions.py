@@ -40,24 +40,25 @@ class DecisionSearch:
             rows = [i for i, c in enumerate(index.chunks)
                     if c.doc_id == d.doc_id and c.char_start < d.char_end and c.char_end > d.char_start]
             self._rows.append(np.array(rows, dtype=np.int64))
+        self._rows_by_id = {d.id: rows for d, rows in zip(index.decisions, self._rows)}
 
-    def search(self, query: DecisionQuery) -> list[tuple[Decision, float | None]]:
-        """Matching decisions: by relevance to q (ties newest first), or newest first without q."""
+    def search(self, query: DecisionQuery, query_vector: np.ndarray | None = None) -> list[tuple[Decision, float | None]]:
+        """Matching decisions: by relevance to q (ties newest first), or newest first without q.
+
+        query_vector: q already encoded by the caller, so the model does not run twice.
+        """
         pool = [i for i, d in enumerate(self.index.decisions) if self._keep(d, query)]
         if not query.q:
             pool.sort(key=lambda i: self._newest_key(self.index.decisions[i]))
             return [(self.index.decisions[i], None) for i in pool]
-        scores = self._scores(query.q)
+        scores = self._scores(query.q, query_vector)
         matched = [i for i in pool if scores[i] is not None]
         matched.sort(key=lambda i: (-round(scores[i], 6), self._newest_key(self.index.decisions[i])))
         return [(self.index.decisions[i], scores[i]) for i in matched]
 
     def rows_of(self, decision_id: str) -> np.ndarray:
         """Chunk rows whose spans overlap the decision's span."""
-        for d, rows in zip(self.index.decisions, self._rows):
-            if d.id == decision_id:
-                return rows
-        return np.array([], dtype=np.int64)
+        return self._rows_by_id.get(decision_id, np.array([], dtype=np.int64))
 
     def timeline(self, query: DecisionQuery, limit: int = 200) -> list[Decision]:
         found = [d for d, _ in self.search(query)][:limit]
@@ -80,12 +81,13 @@ class DecisionSearch:
     def _newest_key(d: Decision):
         return (-(d.meeting_date.toordinal() if d.meeting_date else 0), d.doc_id, d.char_start)
 
-    def _scores(self, q: str) -> list[float | None]:
+    def _scores(self, q: str, qv: np.ndarray | None = None) -> list[float | None]:
         n = len(self.index.decisions)
         if n == 0:
             return []
         lexical = self.index.decisions_bm25.scores(q) if self.index.decisions_bm25 else np.zeros(n)
-        qv = self.retriever.encoder.encode([q])[0]
+        if qv is None:
+            qv = self.retriever.encode_query(q)
         dense = np.array([float(np.max(self.index.vectors[r] @ qv)) if r.size else 0.0 for r in self._rows])
         top = float(lexical.max()) or 1.0
         hints = self.retriever.hints(q)

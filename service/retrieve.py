@@ -72,8 +72,12 @@ class Retriever:
     # ------------------------------------------------------------ public
 
     def search(self, query: str, k: int = 10, filters: Filters | None = None, mode: str = "hybrid",
-               use_hints: bool = True) -> list[Hit]:
-        """The k best passages for a query, best first, each passage text at most once."""
+               use_hints: bool = True, query_vector: np.ndarray | None = None) -> list[Hit]:
+        """The k best passages for a query, best first, each passage text at most once.
+
+        query_vector: the query already encoded by the caller (the answerer needs it too), so
+        the model runs once per question.
+        """
         if mode not in RETRIEVERS:
             raise UnknownRetriever(f"unknown retriever {mode!r}: use one of {', '.join(RETRIEVERS)}")
         if self._n == 0:
@@ -87,7 +91,7 @@ class Retriever:
         if mode in ("bm25", "hybrid"):
             self._add(fused, self._bm25(query, mask, depth), mode == "hybrid", 1.0 - self.dense_weight)
         if mode in ("dense", "hybrid"):
-            self._add(fused, self._dense(query, allowed, depth), mode == "hybrid", self.dense_weight)
+            self._add(fused, self._dense(query, allowed, depth, query_vector), mode == "hybrid", self.dense_weight)
         if use_hints and fused:
             self._boost(fused, self.hints(query))
         order = sorted(fused.items(), key=lambda kv: -kv[1])
@@ -141,10 +145,15 @@ class Retriever:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(r), float(scores[r])) for r in top if scores[r] > 0]
 
-    def _dense(self, query: str, allowed: np.ndarray, depth: int) -> list[tuple[int, float]]:
+    def encode_query(self, query: str) -> np.ndarray:
+        return self.encoder.encode([query])[0]
+
+    def _dense(self, query: str, allowed: np.ndarray, depth: int,
+               query_vector: np.ndarray | None = None) -> list[tuple[int, float]]:
         import faiss
 
-        q = self.encoder.encode([query])[0:1].astype(np.float32)
+        qv = self.encode_query(query) if query_vector is None else query_vector
+        q = np.asarray(qv, dtype=np.float32).reshape(1, -1)
         params = None
         if allowed.size < self._n:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))

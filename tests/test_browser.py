@@ -65,27 +65,34 @@ def browser():
         b.close()
 
 
-def test_ask_and_open_citation(browser, live_url):
+@pytest.fixture
+def desktop_page(browser, live_url):
+    """The chat page at a desktop width, with a timeout long enough for the real model on 2 cores."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(30_000)
     try:
         page.goto(live_url + "/")
-        page.fill("#ask-input", QUESTION)
-        page.click("#ask-submit")
-        answer = page.locator(".answer").filter(has=page.locator("button.cite")).first
-        answer.wait_for(state="visible")
-        answer.locator("button.cite").first.click()
-        panel = page.locator("#passage-panel")
-        panel.wait_for(state="visible")
-        mark = panel.locator("mark").first
-        mark.wait_for(state="visible")
-        marked = mark.inner_text()
-        assert "RESOLVED" in marked or "screening" in marked.lower(), marked
-        assert "8 March 2018" in panel.inner_text()
-        page.keyboard.press("Escape")
-        panel.wait_for(state="hidden")
+        yield page
     finally:
         page.close()
+
+
+def test_ask_and_open_citation(desktop_page):
+    page = desktop_page
+    page.fill("#ask-input", QUESTION)
+    page.click("#ask-submit")
+    answer = page.locator(".answer").filter(has=page.locator("button.cite")).first
+    answer.wait_for(state="visible")
+    answer.locator("button.cite").first.click()
+    panel = page.locator("#passage-panel")
+    panel.wait_for(state="visible")
+    mark = panel.locator("mark").first
+    mark.wait_for(state="visible")
+    marked = mark.inner_text()
+    assert "RESOLVED" in marked or "screening" in marked.lower(), marked
+    assert "8 March 2018" in panel.inner_text()
+    page.keyboard.press("Escape")
+    panel.wait_for(state="hidden")
 
 
 def test_phone_width_renders_input(browser, live_url):
@@ -101,24 +108,19 @@ def test_phone_width_renders_input(browser, live_url):
         page.close()
 
 
-def test_decisions_view_search_and_timeline(browser, live_url):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(30_000)
-    try:
-        page.goto(live_url + "/")
-        page.click("#tab-decisions")
-        page.locator("#view-decisions").wait_for(state="visible")
-        page.fill("#decisions-q", "cancer screening")
-        page.click("#decisions-search")
-        first = page.locator("#decisions-results .decision-card").first
-        first.wait_for(state="visible")
-        # The March 2018 resolution, dated by the meeting that made it, not the July pack's cover.
-        assert first.locator("time.card-date").get_attribute("datetime") == "2018-03-08"
-        assert "RESOLVED" in first.inner_text() or "screening" in first.inner_text().lower()
-        page.click("#decisions-timeline")
-        page.locator("#decisions-results .timeline-item").first.wait_for(state="visible")
-        dates = [d for d in page.locator("#decisions-results .timeline-item time.card-date").evaluate_all(
-            "els => els.map(e => e.getAttribute('datetime'))") if d]
-        assert dates and dates == sorted(dates), dates
-    finally:
-        page.close()
+def test_decisions_view_search_and_timeline(desktop_page):
+    page = desktop_page
+    page.click("#tab-decisions")
+    page.locator("#view-decisions").wait_for(state="visible")
+    page.fill("#decisions-q", "cancer screening")
+    page.click("#decisions-search")
+    first = page.locator("#decisions-results .decision-card").first
+    first.wait_for(state="visible")
+    # The March 2018 resolution, dated by the meeting that made it, not the July pack's cover.
+    assert first.locator("time.card-date").get_attribute("datetime") == "2018-03-08"
+    assert "RESOLVED" in first.inner_text() or "screening" in first.inner_text().lower()
+    page.click("#decisions-timeline")
+    page.locator("#decisions-results .timeline-item").first.wait_for(state="visible")
+    dates = [d for d in page.locator("#decisions-results .timeline-item time.card-date").evaluate_all(
+        "els => els.map(e => e.getAttribute('datetime'))") if d]
+    assert dates and dates == sorted(dates), dates
