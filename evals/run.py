@@ -140,8 +140,7 @@ def retriever_searches(index_dir: Path, names: Sequence[str], model: str | None 
     s = ServiceSettings(index_dir=index_dir)
     index = load_index(Path(index_dir))
     encoder = load_encoder(model or index.manifest["model"]["name"])
-    retriever = Retriever(index, encoder, candidates=s.candidates, fusion=s.fusion, rrf_k=s.rrf_k,
-                          dense_weight=s.dense_weight, date_boost=s.date_boost)
+    retriever = Retriever.from_settings(index, encoder, s)
 
     def make(mode: str) -> SearchFn:
         return lambda q, k: [h.chunk.text for h in retriever.search(q, k, mode=mode)]
@@ -354,8 +353,7 @@ def run_benchmark(bench, out: Path, retrievers: Sequence[str] = ("bm25", "dense"
     encoder = load_encoder(index.manifest["model"]["name"])
     s = ServiceSettings()
     # Many chunks per document: look deeper than k passages so k documents survive aggregation.
-    retriever = Retriever(index, encoder, candidates=max(s.candidates, 3 * k), fusion=s.fusion, rrf_k=s.rrf_k,
-                          dense_weight=s.dense_weight, date_boost=s.date_boost)
+    retriever = Retriever.from_settings(index, encoder, s, candidates=max(s.candidates, 3 * k))
     queries = bench.queries[:limit_queries] if limit_queries else bench.queries
     qrels = {q.id: bench.qrels[q.id] for q in queries}
     metrics: dict[str, dict] = {}

@@ -50,7 +50,7 @@ def _build(settings) -> int:
     else:
         print(f"indexed {report.documents} documents into {report.chunks} chunks and {report.decisions} "
               f"decision records at {settings.index_dir}: {report.reparsed} parsed, {report.embedded} chunks "
-              f"embedded, {report.reused_vectors} reused ({report.seconds:.1f}s)")
+              f"and {report.embedded_sentences} sentences embedded, {report.reused_vectors} chunks reused ({report.seconds:.1f}s)")
     for doc_id, notes in report.notes.items():
         print(f"note: {doc_id}: {'; '.join(notes)}")
     for s in report.skipped:

@@ -30,8 +30,10 @@ from indexer.discover import discover
 from indexer.embed import Encoder, load_encoder
 from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
-    Chunk, Decision, DocumentMeta, DocumentRecord, ParsedDocument, PartSpan, Skipped, SourceFile,
+    Chunk, Decision, DocumentMeta, DocumentRecord, ParsedDocument, PartSpan, SentenceSpan, Skipped, SourceFile,
 )
+from indexer.sentences import embed_text as sentence_embed_text
+from indexer.sentences import sentence_spans
 from indexer.structure import AGENDA_STAMP, agenda_title, detect_front_sheet, display_body, starts_minutes, structure
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 ISO_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 
 # Bump when parsing, structure or chunking changes what a build produces from the same file.
-PIPELINE_VERSION = 6
+PIPELINE_VERSION = 7  # 7: sentence spans and vectors
 
 
 @dataclass
@@ -50,6 +52,7 @@ class BuildReport:
     decisions: int = 0
     embedded: int = 0
     reused_vectors: int = 0
+    embedded_sentences: int = 0
     reparsed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)
@@ -191,7 +194,10 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped)
         raise BuildError(_nothing_to_index(settings, f"no file could be indexed: {reasons}"))
 
-    vectors, report.embedded, report.reused_vectors = _vectors(chunks, previous, enc, settings)
+    vectors, report.embedded, report.reused_vectors, enc = _vectors(chunks, previous, enc, settings)
+    texts = {rec.id: text for rec, text in documents}
+    spans = sentence_spans(chunks, texts, enc.name if enc else prev_manifest["model"]["name"])
+    sentence_vectors, report.embedded_sentences, enc = _sentence_vectors(spans, chunks, texts, previous, enc, settings)
     if enc is None and chunks:
         # Only reused documents: the model was never needed, its facts come from the old manifest.
         model_info = prev_manifest["model"]
@@ -216,11 +222,13 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
             "chunks": len(chunks),
             "decisions": len(decisions),
             "tokens": int(sum(c.tokens for c in chunks)),
+            "sentences": len(spans),
         },
         "versions": _versions(),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    store.write_index(settings.index_dir, manifest, documents, chunks, vectors, decisions, settings.faiss_index)
+    store.write_index(settings.index_dir, manifest, documents, chunks, vectors, decisions, settings.faiss_index,
+                      spans, sentence_vectors)
     report.documents = len(documents)
     report.chunks = len(chunks)
     report.decisions = len(decisions)
@@ -403,20 +411,42 @@ def _meta_hash(meta: DocumentMeta | None) -> str:
 def _vectors(chunks: list[Chunk], previous: store.LoadedIndex | None, enc: Encoder | None, settings: IndexerSettings):
     reuse: dict[str, np.ndarray] = {}
     if previous is not None:
-        for row, c in enumerate(previous.chunks):
-            reuse[c.content_hash] = previous.vectors[row]
-    need = [i for i, c in enumerate(chunks) if c.content_hash not in reuse]
+        reuse = {c.content_hash: previous.vectors[row] for row, c in enumerate(previous.chunks)}
+    vectors, enc, embedded = _embed([c.content_hash for c in chunks], lambda i: chunks[i].embed_text,
+                                    reuse, enc, settings, "chunks", previous)
+    return vectors, embedded, len(chunks) - embedded, enc
+
+
+def _sentence_vectors(spans: list[SentenceSpan], chunks: list[Chunk], texts: dict[str, str],
+                      previous: store.LoadedIndex | None, enc: Encoder | None, settings: IndexerSettings):
+    reuse: dict[str, np.ndarray] = {}
+    if previous is not None and previous.sentence_vectors is not None:
+        reuse = {x.content_hash: previous.sentence_vectors[i] for i, x in enumerate(previous.sentences)}
+
+    def text_of(i: int) -> str:
+        x = spans[i]
+        c = chunks[x.chunk_row]
+        return sentence_embed_text(c, texts[c.doc_id][x.start:x.end])
+
+    vectors, enc, embedded = _embed([x.content_hash for x in spans], text_of, reuse, enc, settings, "sentences", previous)
+    return vectors, embedded, enc
+
+
+def _embed(hashes: list[str], text_of, reuse: dict[str, np.ndarray], enc: Encoder | None,
+           settings: IndexerSettings, what: str, previous: store.LoadedIndex | None):
+    """Vectors for items by content hash: reused from the previous build when unchanged, else encoded."""
+    need = [i for i, h in enumerate(hashes) if h not in reuse]
     dim = enc.dim if enc else (previous.vectors.shape[1] if previous is not None else 1)
-    vectors = np.zeros((len(chunks), dim), dtype=np.float32)
-    for i, c in enumerate(chunks):
-        if c.content_hash in reuse:
-            vectors[i] = reuse[c.content_hash]
+    vectors = np.zeros((len(hashes), dim), dtype=np.float32)
+    for i, h in enumerate(hashes):
+        if h in reuse:
+            vectors[i] = reuse[h]
     if need:
         if enc is None:
             enc = load_encoder(settings.model)
-        log.info("embedding %d chunks with %s", len(need), enc.name)
-        vectors[need] = enc.encode([chunks[i].embed_text for i in need], settings.batch_size, settings.progress)
-    return vectors, len(need), len(chunks) - len(need)
+        log.info("embedding %d %s with %s", len(need), what, enc.name)
+        vectors[need] = enc.encode([text_of(i) for i in need], settings.batch_size, settings.progress)
+    return vectors, enc, len(need)
 
 
 def _tiktoken_counter(encoding: str):

@@ -112,6 +112,16 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class SentenceSpan:
+    """One sentence of a chunk; its vector is row i of the sentence vectors when it is span i."""
+
+    chunk_row: int  # row of its chunk in the chunk store
+    start: int  # into the document text
+    end: int
+    content_hash: str  # of its embedded text and the model, so unchanged sentences are reused
+
+
+@dataclass(frozen=True)
 class Decision:
     """A resolution (decision) or a report recommendation (proposal), with its citation."""
 

@@ -8,6 +8,9 @@
         chunks.jsonl        one Chunk per line; row i is FAISS id i and BM25 row i
         vectors.npy         float32 [n_chunks, dim], L2-normalised (reused by incremental builds)
         dense.faiss         FAISS index over vectors.npy (inner product = cosine)
+        sentences.jsonl     one SentenceSpan per line, in chunk order (a chunk's sentences are
+                            one contiguous run); absent for collections indexed without them
+        sentence_vectors.npy  float32 [n_sentences, dim], L2-normalised, row i = sentence i
         bm25/               bm25s arrays (numpy, no pickle) and vocabulary (JSON); absent when
                             there are no chunks (bm25s cannot index nothing)
         decisions.jsonl     one Decision per line
@@ -32,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from indexer.lexical import LexicalIndex
-from indexer.records import Chunk, Decision, DocumentRecord, PartSpan
+from indexer.records import Chunk, Decision, DocumentRecord, PartSpan, SentenceSpan
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sentence spans and their vectors
 CURRENT = "current"
 BUILDS = "builds"
 
@@ -55,6 +58,8 @@ class LoadedIndex:
     bm25: LexicalIndex
     decisions: list[Decision]
     decisions_bm25: LexicalIndex | None
+    sentences: list[SentenceSpan] = dataclasses.field(default_factory=list)
+    sentence_vectors: np.ndarray | None = None
 
 
 def _encode(value: Any) -> Any:
@@ -127,6 +132,8 @@ def write_index(
     vectors: np.ndarray,
     decisions: list[Decision],
     faiss_kind: str = "flat",
+    sentences: list[SentenceSpan] | None = None,
+    sentence_vectors: np.ndarray | None = None,
 ) -> Path:
     """Write a complete build beside the current one, then switch `current` to it atomically."""
     import faiss
@@ -143,6 +150,11 @@ def write_index(
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
         faiss.write_index(build_faiss(vectors, faiss_kind), str(tmp / "dense.faiss"))
+        if sentences is not None:
+            _write_jsonl(tmp / "sentences.jsonl", (_encode(x) for x in sentences))
+            dim = vectors.shape[1] if vectors.ndim == 2 else 1
+            svec = np.zeros((0, dim), np.float32) if not sentences else sentence_vectors
+            np.save(tmp / "sentence_vectors.npy", np.ascontiguousarray(svec, dtype=np.float32), allow_pickle=False)
         if chunks:
             LexicalIndex.build([lexical_text(c) for c in chunks]).save(tmp / "bm25")
         if decisions:
@@ -223,7 +235,15 @@ def load_index(index_dir: Path, expect_model: str | None = None, expect_dim: int
         raise IndexError_(f"index at {index_dir} has {len(chunks)} chunks but no BM25 index: rebuild it")
     bm25 = LexicalIndex.load(build / "bm25") if chunks else LexicalIndex()
     dbm25 = LexicalIndex.load(build / "decisions_bm25") if (build / "decisions_bm25").exists() else None
-    return LoadedIndex(build, manifest, documents, texts, chunks, vectors, dense, bm25, decisions, dbm25)
+    sentences: list[SentenceSpan] = []
+    sentence_vectors = None
+    if (build / "sentences.jsonl").exists():
+        sentences = [SentenceSpan(**x) for x in _read_jsonl(build / "sentences.jsonl")]
+        sentence_vectors = np.load(build / "sentence_vectors.npy", allow_pickle=False)
+        if len(sentence_vectors) != len(sentences) or any(x.chunk_row >= len(chunks) for x in sentences[-1:]):
+            raise IndexError_(f"index at {index_dir} has inconsistent sentence vectors: rebuild it")
+    return LoadedIndex(build, manifest, documents, texts, chunks, vectors, dense, bm25, decisions, dbm25,
+                       sentences, sentence_vectors)
 
 
 def encode_record(value: Any) -> Any:

@@ -18,18 +18,16 @@ import numpy as np
 from indexer.dates import format_date
 from indexer.lexical import tokenize
 from indexer.records import Chunk
+from indexer.sentences import embed_text as sentence_embed_text
 from service.config import ServiceSettings
 from service.convert import search_result
 from service.decisions import DecisionSearch
-from service.retrieve import Hit, Retriever
-from service.schemas import AskCitation, AskRequest, AskResponse
+from service.retrieve import DECISION_Q, Hit, Retriever, wants
+from service.schemas import AskCitation, AskRequest, AskResponse, Filters
 
 log = logging.getLogger(__name__)
 
-DECISION_Q = re.compile(r"(?i)\b(resolv\w*|decid\w*|decision\w*|agree\w*|endors\w*|approv\w*|resolution\w*)\b")
-PROPOSAL_Q = re.compile(r"(?i)\b(asked to|recommend\w*|propos\w*)\b")
 FOLLOW_UP = re.compile(r"(?i)^(and|what about|how about|also|same for|and what about)\b|\b(it|they|that|those|this|them)\b")
-_SENT = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9(\"“‘'])|\n+")
 # Sentence selection, tuned on evals/questions.jsonl (see README, "/ask"): sentences come from the
 # top 8 passages (the right one is in the top 8 more often than in the top 5), are scored by the
 # dense similarity of heading+sentence to the question plus the share of question words they hold,
@@ -43,6 +41,8 @@ NO_RESOLUTION = ("I found no resolution on this in the minutes I have; "
                  "the nearest passages in the papers say:")
 NOT_FOUND = ("The board papers I have don't appear to cover this. "
              "The nearest passages are listed below in case they help.")
+NOT_FOUND_IN = ("The {council} papers I have don't appear to cover this. "
+                "The nearest passages are listed below in case they help.")
 
 
 @dataclass(frozen=True)
@@ -72,15 +72,17 @@ class Answerer:
     def answer(self, req: AskRequest) -> AskResponse:
         query = self.contextual_query(req)
         # "What was the board asked to agree" wants a report's proposal, not a resolution.
-        wants_decision = bool(DECISION_Q.search(req.question)) and not PROPOSAL_Q.search(req.question)
+        wants_decision = wants(req.question) == "decision"
+        filters, named = self._council_named(query, req.filters)
         qv = self.retriever.encode_query(query)
-        hits = self.retriever.search(query, SENTENCE_HITS, req.filters, query_vector=qv)
+        hits = self.retriever.search(query, SENTENCE_HITS, filters, query_vector=qv)
         passages = [search_result(self.retriever.index, i + 1, h.score, h.chunk) for i, h in enumerate(hits[:5])]
+        not_found = NOT_FOUND_IN.format(council=named) if named else NOT_FOUND
         if not hits:
-            return AskResponse(answer=NOT_FOUND, found=False, citations=[], passages=[])
-        chosen, evidence = self._select(query, hits, qv, wants_decision, req.filters)
+            return AskResponse(answer=not_found, found=False, citations=[], passages=[])
+        chosen, evidence = self._select(query, hits, qv, wants_decision, filters)
         if evidence < self.settings.found_threshold or not chosen:
-            return AskResponse(answer=NOT_FOUND, found=False, citations=[], passages=passages)
+            return AskResponse(answer=not_found, found=False, citations=[], passages=passages)
         if self.settings.llm_url:
             try:
                 from service.llm import llm_answer
@@ -98,28 +100,54 @@ class Answerer:
             answer = f"{NO_RESOLUTION}\n{answer}"
         return AskResponse(answer=answer, found=True, citations=citations, passages=passages)
 
+    def _council_named(self, query: str, filters: Filters) -> tuple[Filters, str | None]:
+        """A question that names one council is answered from that council's papers only.
+
+        Search treats a named council as a soft boost, which is right for a ranked list; an answer
+        is different: "what did Westminster decide on a SEND strategy?" must not be answered with
+        Barnet's decision, so the council becomes a filter (unless the caller set one).
+        """
+        councils = self.retriever.hints(query).councils
+        if filters.council or len(councils) != 1:
+            return filters, None
+        return filters.model_copy(update={"council": councils[0]}), councils[0]
+
     # ------------------------------------------------------------ selection
 
     def _select(self, query: str, hits: list[Hit], qv: np.ndarray, wants_decision: bool, filters=None):
         q_terms = set(tokenize(query))
+        index = self.retriever.index
+        texts = index.texts
+        # Sentences of the passages come with the vectors the indexer stored for them; only text
+        # quoted whole (a resolution, a decision record) is encoded here, a handful per question.
         candidates: list[Sentence] = []
-        texts = self.retriever.index.texts
+        stored: list[int] = []
         for hit in hits[:SENTENCE_HITS]:
             c = hit.chunk
             if wants_decision and c.kind == "resolution":
                 # A resolution is quoted whole: its numbered parts are the answer.
                 candidates.append(Sentence(c, c.char_start, c.char_end, c.text, 0.0))
+                stored.append(-1)
                 continue
-            for s, e in _sentences(texts[c.doc_id], c.char_start, c.char_end):
-                text = texts[c.doc_id][s:e]
+            for i in self.retriever.sentences_of(hit.row):
+                x = index.sentences[i]
+                text = texts[c.doc_id][x.start:x.end]
                 if len(text.split()) >= 4 and not _is_label(text, c):
-                    candidates.append(Sentence(c, s, e, text, 0.0))
+                    candidates.append(Sentence(c, x.start, x.end, text, 0.0))
+                    stored.append(i)
         if wants_decision:
-            candidates += self._decision_candidates(query, qv, filters, candidates)
+            extra = self._decision_candidates(query, qv, filters, candidates)
+            candidates += extra
+            stored += [-1] * len(extra)
         if not candidates:
             return [], 0.0
-        vecs = self.encoder.encode([f"{' › '.join(s.chunk.heading_path[1:])}\n{s.text}" for s in candidates])
-        dense = vecs @ qv
+        dense = np.empty(len(candidates), dtype=np.float32)
+        have = np.array([i >= 0 for i in stored])
+        if have.any():
+            dense[have] = index.sentence_vectors[[i for i in stored if i >= 0]] @ qv
+        if not have.all():
+            fresh = [sentence_embed_text(s.chunk, s.text) for s, h in zip(candidates, have) if not h]
+            dense[~have] = self.encoder.encode(fresh) @ qv
         scored = []
         for s, d in zip(candidates, dense):
             terms = set(tokenize(s.text))
@@ -202,16 +230,6 @@ class Answerer:
         for piece in re.findall(r"\S+\s*", result.answer):
             yield f"event: delta\ndata: {json.dumps({'text': piece})}\n\n"
         yield f"event: done\ndata: {result.model_dump_json()}\n\n"
-
-
-def _sentences(text: str, start: int, end: int):
-    pos = start
-    for m in _SENT.finditer(text, start, end):
-        if m.start() > pos:
-            yield pos, m.start()
-        pos = m.end()
-    if pos < end:
-        yield pos, end
 
 
 _GENERIC = frozenset(tokenize("board boards council committee meeting health wellbeing members member "

@@ -34,8 +34,7 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
             f"index was built with {index.manifest['model']['name']!r} (dim {index.manifest['model']['dim']}) "
             f"but the encoder is {encoder.name!r} (dim {encoder.dim}): rebuild the index"
         )
-    retriever = Retriever(index, encoder, candidates=settings.candidates, fusion=settings.fusion,
-                          rrf_k=settings.rrf_k, dense_weight=settings.dense_weight, date_boost=settings.date_boost)
+    retriever = Retriever.from_settings(index, encoder, settings)
     decisions = DecisionSearch(index, retriever)
     return Services(settings, index, encoder, retriever, decisions, Answerer(settings, retriever, decisions, encoder))
 

@@ -21,7 +21,11 @@ class ServiceSettings(BaseSettings):
     candidates: int = Field(100, ge=10, le=2000)
     fusion: str = "weighted"  # "weighted" | "rrf": weighted measured better on evals/questions.jsonl
     rrf_k: int = Field(60, ge=1)
-    dense_weight: float = Field(0.5, ge=0.0, le=1.0)  # for fusion = "weighted"
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0)  # dense vs BM25 within the passage scores
+    # Share of the hybrid score from each passage's best sentence (the rest is BM25 + passage vector).
+    sentence_weight: float = Field(0.3, ge=0.0, le=1.0)
+    kind_boost: float = Field(0.2, ge=0.0, le=2.0)  # resolutions for "what did the board resolve" questions
+    short_penalty: float = Field(0.2, ge=0.0, le=2.0)  # passages of under 10 words
     date_boost: float = Field(0.5, ge=0.0, le=5.0)  # how much a meeting named in the question counts
     # /ask: below this evidence score the answer says the papers don't cover the question.
     found_threshold: float = Field(0.36, ge=0.0, le=1.0)

@@ -1,8 +1,17 @@
 """Hybrid retrieval: BM25 and dense (FAISS) candidates, fused, filtered, de-duplicated.
 
-Questions often name a meeting ("in March 2018", "at the January 2019 meeting") or a council;
-those become a soft boost for passages from that meeting or council, not a hard filter, so a
-wrong guess costs rank, not recall.
+Hybrid scores each candidate passage three ways, each min-max scaled over the candidates: BM25,
+the passage's own vector, and its best sentence's vector (a passage with one sentence that
+answers the question should not lose to one that is merely about the topic). Then soft priors:
+
+- Questions often name a meeting ("in March 2018", "at the January 2019 meeting") or a council;
+  those boost passages from that meeting or council, not a hard filter, so a wrong guess costs
+  rank, not recall.
+- "What did the board resolve/decide/agree" questions prefer resolutions; "what was the board
+  asked to / recommended" questions prefer a report's recommendations.
+- A passage of a few words (a heading left alone, a table label) answers nothing by itself.
+
+Every weight here was chosen on evals/questions.jsonl; the README has the numbers.
 """
 
 from __future__ import annotations
@@ -22,6 +31,11 @@ from service.schemas import Filters
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
 _YEAR = re.compile(r"\b(20\d\d|19\d\d)\b")
+# What a question asks for: the board's decision, or what a report put to the board.
+DECISION_Q = re.compile(r"(?i)\b(resolv\w*|decid\w*|decision\w*|agree\w*|endors\w*|approv\w*|resolution\w*|"
+                        r"outcome\w*|conclu\w*|signed off)\b")
+PROPOSAL_Q = re.compile(r"(?i)\b(asked to|recommend\w*|propos\w*)\b")
+SHORT_WORDS = 10  # passages under this many words get the short-passage penalty
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,14 @@ class QueryHints:
     month_years: tuple[tuple[int, int], ...]
     years: tuple[int, ...]
     councils: tuple[str, ...]
+    wants: str | None = None  # "decision" | "proposal" | None
+
+
+def wants(question: str) -> str | None:
+    """"decision" for what the board resolved, "proposal" for what it was asked to do, else None."""
+    if PROPOSAL_Q.search(question):
+        return "proposal"
+    return "decision" if DECISION_Q.search(question) else None
 
 
 class UnknownRetriever(ValueError):
@@ -47,7 +69,8 @@ class UnknownRetriever(ValueError):
 
 class Retriever:
     def __init__(self, index: LoadedIndex, encoder: Encoder, *, candidates: int = 100, fusion: str = "rrf",
-                 rrf_k: int = 60, dense_weight: float = 0.5, date_boost: float = 0.5) -> None:
+                 rrf_k: int = 60, dense_weight: float = 0.5, date_boost: float = 0.5, sentence_weight: float = 0.0,
+                 kind_boost: float = 0.0, short_penalty: float = 0.0) -> None:
         if fusion not in ("rrf", "weighted"):
             raise ValueError(f"unknown fusion {fusion!r}: use 'rrf' or 'weighted'")
         self.index = index
@@ -57,6 +80,9 @@ class Retriever:
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
         self.date_boost = date_boost
+        self.sentence_weight = sentence_weight if index.sentence_vectors is not None and len(index.sentences) else 0.0
+        self.kind_boost = kind_boost
+        self.short_penalty = short_penalty
         chunks = index.chunks
         self._n = len(chunks)
         self._councils = np.array([(c.council or "").lower() for c in chunks])
@@ -68,6 +94,19 @@ class Retriever:
         self._years = np.array([c.meeting_date.year if c.meeting_date else -1 for c in chunks])
         self._dedup_key = [re.sub(r"\W+", " ", c.text.lower()).strip() for c in chunks]
         self._known_councils = sorted({c.council for c in chunks if c.council})
+        self._short = np.array([len(c.text.split()) < SHORT_WORDS for c in chunks], dtype=bool)
+        # Sentences are stored in chunk order, so chunk r's sentences are rows [first[r], first[r+1]).
+        owner = np.array([x.chunk_row for x in index.sentences], dtype=np.int64)
+        self._first_sentence = np.searchsorted(owner, np.arange(self._n + 1))
+
+    @classmethod
+    def from_settings(cls, index: LoadedIndex, encoder: Encoder, settings, **overrides) -> "Retriever":
+        """A retriever configured as the service configures it (evals and benchmarks use this too)."""
+        s = settings
+        return cls(index, encoder, **{
+            "candidates": s.candidates, "fusion": s.fusion, "rrf_k": s.rrf_k, "dense_weight": s.dense_weight,
+            "date_boost": s.date_boost, "sentence_weight": s.sentence_weight, "kind_boost": s.kind_boost,
+            "short_penalty": s.short_penalty, **overrides})
 
     # ------------------------------------------------------------ public
 
@@ -88,10 +127,18 @@ class Retriever:
             return []
         depth = min(self.candidates, allowed.size)
         fused: dict[int, float] = {}
+        hybrid = mode == "hybrid"
+        passage_share = 1.0 - self.sentence_weight if hybrid else 1.0
+        if hybrid or mode == "dense":
+            query_vector = self.encode_query(query) if query_vector is None else query_vector
         if mode in ("bm25", "hybrid"):
-            self._add(fused, self._bm25(query, mask, depth), mode == "hybrid", 1.0 - self.dense_weight)
+            self._add(fused, self._bm25(query, mask, depth), hybrid, (1.0 - self.dense_weight) * passage_share)
         if mode in ("dense", "hybrid"):
-            self._add(fused, self._dense(query, allowed, depth, query_vector), mode == "hybrid", self.dense_weight)
+            self._add(fused, self._dense(query, allowed, depth, query_vector), hybrid, self.dense_weight * passage_share)
+        if hybrid and self.sentence_weight and fused:
+            self._add(fused, self._best_sentences(list(fused), query_vector), True, self.sentence_weight)
+        if hybrid and fused:
+            self._priors(fused, query)
         if use_hints and fused:
             self._boost(fused, self.hints(query))
         order = sorted(fused.items(), key=lambda kv: -kv[1])
@@ -134,7 +181,7 @@ class Retriever:
         years = tuple(int(y) for y in _YEAR.findall(query))
         q = query.lower()
         councils = tuple(c for c in self._known_councils if any(w in q for w in _council_words(c)))
-        return QueryHints(tuple(dates), month_years, years, councils)
+        return QueryHints(tuple(dates), month_years, years, councils, wants(query))
 
     # ------------------------------------------------------------ internals
 
@@ -144,6 +191,10 @@ class Retriever:
         top = np.argpartition(-scores, depth - 1)[:depth]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(r), float(scores[r])) for r in top if scores[r] > 0]
+
+    def sentences_of(self, row: int) -> range:
+        """Indices into index.sentences of chunk row's sentences, in text order."""
+        return range(int(self._first_sentence[row]), int(self._first_sentence[row + 1]))
 
     def encode_query(self, query: str) -> np.ndarray:
         return self.encoder.encode([query])[0]
@@ -159,6 +210,33 @@ class Retriever:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
         scores, ids = self.index.faiss_index.search(q, depth, params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def _best_sentences(self, rows: list[int], query_vector: np.ndarray) -> list[tuple[int, float]]:
+        """Each candidate passage scored by its best sentence, best first."""
+        rows_a = np.asarray(rows, dtype=np.int64)
+        lo, hi = self._first_sentence[rows_a], self._first_sentence[rows_a + 1]
+        has = hi > lo
+        if not has.any():
+            return []
+        rows_a, lo, hi = rows_a[has], lo[has], hi[has]
+        # One matrix product over the candidates' sentences, then the max within each passage's run.
+        take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
+        sims = self.index.sentence_vectors[take] @ np.asarray(query_vector, dtype=np.float32)
+        best = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(hi - lo)[:-1]]))
+        order = np.argsort(-best, kind="stable")
+        return [(int(rows_a[i]), float(best[i])) for i in order]
+
+    def _priors(self, fused: dict[int, float], query: str) -> None:
+        """Intent and length priors, scaled to the best fused score like the meeting boost."""
+        if not (self.kind_boost or self.short_penalty):
+            return
+        want = {"decision": "resolution", "proposal": "recommendation"}.get(wants(query) or "")
+        top = max(fused.values())
+        for row in fused:
+            if want and self._kinds[row] == want:
+                fused[row] += self.kind_boost * top
+            if self._short[row]:
+                fused[row] -= self.short_penalty * top
 
     def _add(self, fused: dict[int, float], ranked: list[tuple[int, float]], hybrid: bool, weight: float) -> None:
         if not ranked:

@@ -491,3 +491,40 @@ def test_real_index_of_the_bundled_corpus(real_index, corpus_dir, tmp_path):
     assert report.embedded == 0 and report.reparsed == 0
     assert report.chunks == len(loaded.chunks)
     assert _builds(copy) == before
+
+
+# ---------------------------------------------------------------- sentences
+
+
+def test_sentences_are_stored_in_chunk_order_within_their_chunks(built):
+    _, report, loaded = built
+    spans = loaded.sentences
+    assert len(spans) > len(loaded.chunks) and report.embedded_sentences == len(spans)
+    assert loaded.sentence_vectors.shape == (len(spans), 64)
+    assert np.allclose(np.linalg.norm(loaded.sentence_vectors, axis=1), 1.0, atol=1e-5)
+    rows = [x.chunk_row for x in spans]
+    assert rows == sorted(rows) and set(rows) == set(range(len(loaded.chunks)))
+    for x in spans:
+        c = loaded.chunks[x.chunk_row]
+        assert c.char_start <= x.start < x.end <= c.char_end
+        assert loaded.texts[c.doc_id][x.start:x.end].strip()
+    assert loaded.manifest["counts"]["sentences"] == len(spans)
+
+
+def test_changed_file_reembeds_only_its_new_sentences(built, tiny_corpus, fake_encoder):
+    from indexer.sentences import embed_text
+
+    settings, _, old = built
+    md = tiny_corpus / f"{MD_ID}.md"
+    md.write_text(md.read_text(encoding="utf-8") + "\n## Funding\n\nA new grant pays for school nurses.\n", encoding="utf-8")
+    report = _build(settings, fake_encoder)
+    new = store.load_index(settings.index_dir)
+    old_hashes = {x.content_hash for x in old.sentences}
+    fresh = [x for x in new.sentences if x.content_hash not in old_hashes]
+    assert report.embedded_sentences == len(fresh) > 0
+    # Every stored vector is the encoder's vector of the sentence's embedded text.
+    for i in (0, len(new.sentences) - 1):
+        x = new.sentences[i]
+        c = new.chunks[x.chunk_row]
+        expect = fake_encoder.encode([embed_text(c, new.texts[c.doc_id][x.start:x.end])])[0]
+        assert np.allclose(new.sentence_vectors[i], expect, atol=1e-6)

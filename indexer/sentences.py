@@ -1,0 +1,47 @@
+"""Chunks -> sentences: the spans the answerer quotes, each embedded once at build time.
+
+A chunk's vector blurs its sentences together, so a passage whose one sentence answers the
+question can rank below a passage that is merely about the topic. Each sentence gets its own
+vector (its section path, then the sentence: the same text the answerer scores), and the
+retriever scores a passage by its best sentence as well as by the whole. Embedding them here
+rather than per question also keeps `/ask` from running the model over every candidate sentence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+
+from indexer.records import Chunk, SentenceSpan
+
+# A sentence ends at ". ! ? ;" followed by a capital, digit or opening quote, or at a line break
+# (table rows and list items are lines).
+_SENT = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9(\"“‘'])|\n+")
+
+
+def split(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each sentence of text[start:end], as offsets into text."""
+    pos = start
+    for m in _SENT.finditer(text, start, end):
+        if m.start() > pos:
+            yield pos, m.start()
+        pos = m.end()
+    if pos < end:
+        yield pos, end
+
+
+def embed_text(chunk: Chunk, sentence: str) -> str:
+    """What the encoder sees for a sentence: where it sits (below the pack title), then the sentence."""
+    return f"{' › '.join(chunk.heading_path[1:])}\n{sentence}"
+
+
+def sentence_spans(chunks: Sequence[Chunk], texts: dict[str, str], model_name: str) -> list[SentenceSpan]:
+    """Every sentence of every chunk, in chunk order, so a chunk's sentences are one contiguous run."""
+    out: list[SentenceSpan] = []
+    for row, c in enumerate(chunks):
+        text = texts[c.doc_id]
+        for s, e in split(text, c.char_start, c.char_end):
+            digest = hashlib.sha256(f"{model_name}\x00{embed_text(c, text[s:e])}".encode()).hexdigest()[:24]
+            out.append(SentenceSpan(row, s, e, digest))
+    return out
