@@ -8,6 +8,7 @@ An optional OpenAI-compatible endpoint can write the answer instead; any failure
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -31,12 +32,14 @@ FOLLOW_UP = re.compile(r"(?i)^(and|what about|how about|also|same for|and what a
 # Sentence selection, tuned on evals/questions.jsonl (see README, "/ask"): sentences come from the
 # top 8 passages (the right one is in the top 8 more often than in the top 5), are scored by the
 # dense similarity of heading+sentence to the question plus the share of question words they hold,
-# and up to 4 within 0.2 of the best are quoted. The retrieval rank is left out: it cost evidence.
+# and up to 4 within 0.2 of the best are quoted. The retrieval score is left out: adding it raised
+# the evidence score of unanswerable questions as much as that of answerable ones.
 SENTENCE_HITS = 8
 DECISION_CANDIDATES = 2  # decision records offered to the scorer for "what did the board resolve" questions
 MAX_QUOTES = 4
 QUOTE_MARGIN = 0.2
 W_DENSE, W_OVERLAP, RESOLUTION_BONUS, SHORT_PENALTY, SHORT_WORDS = 0.5, 0.2, 0.15, 0.1, 8
+QUOTE_WORDS = 40  # a quote shorter than this many words takes in the sentences after it (same passage)
 NO_RESOLUTION = ("I found no resolution on this in the minutes I have; "
                  "the nearest passages in the papers say:")
 NOT_FOUND = ("The board papers I have don't appear to cover this. "
@@ -52,6 +55,7 @@ class Sentence:
     end: int
     text: str
     score: float
+    index: int = -1  # into index.sentences, or -1 for text quoted whole
 
 
 class Answerer:
@@ -83,6 +87,11 @@ class Answerer:
         chosen, evidence = self._select(query, hits, qv, wants_decision, filters)
         if evidence < self.settings.found_threshold or not chosen:
             return AskResponse(answer=not_found, found=False, citations=[], passages=passages)
+        if not _years_covered(req.question, chosen) or (
+                wants_decision and not any(_on_topic(self._topic(query), s) for s in chosen)):
+            # A decision question none of whose quotes is about its topic is not answered by them.
+            # "Band D council tax for 2024/25": quotes about other years do not answer it.
+            return AskResponse(answer=not_found, found=False, citations=[], passages=passages)
         if self.settings.llm_url:
             try:
                 from service.llm import llm_answer
@@ -100,6 +109,9 @@ class Answerer:
             answer = f"{NO_RESOLUTION}\n{answer}"
         return AskResponse(answer=answer, found=True, citations=citations, passages=passages)
 
+    def _topic(self, query: str) -> set[str]:
+        return _topic_terms(query, self.retriever.council_terms)
+
     def _council_named(self, query: str, filters: Filters) -> tuple[Filters, str | None]:
         """A question that names one council is answered from that council's papers only.
 
@@ -116,60 +128,78 @@ class Answerer:
 
     def _select(self, query: str, hits: list[Hit], qv: np.ndarray, wants_decision: bool, filters=None):
         q_terms = set(tokenize(query))
+        topic = self._topic(query)
         index = self.retriever.index
         texts = index.texts
         # Sentences of the passages come with the vectors the indexer stored for them; only text
         # quoted whole (a resolution, a decision record) is encoded here, a handful per question.
         candidates: list[Sentence] = []
-        stored: list[int] = []
         for hit in hits[:SENTENCE_HITS]:
             c = hit.chunk
             if wants_decision and c.kind == "resolution":
-                # A resolution is quoted whole: its numbered parts are the answer.
-                candidates.append(Sentence(c, c.char_start, c.char_end, c.text, 0.0))
-                stored.append(-1)
+                # A resolution is quoted whole: its numbered parts are the answer. One on another
+                # topic is left out: "the board resolved ..." must answer the question asked.
+                whole = Sentence(c, c.char_start, c.char_end, c.text, 0.0)
+                if _on_topic(topic, whole):
+                    candidates.append(whole)
                 continue
             for i in self.retriever.sentences_of(hit.row):
                 x = index.sentences[i]
                 text = texts[c.doc_id][x.start:x.end]
                 if len(text.split()) >= 4 and not _is_label(text, c):
-                    candidates.append(Sentence(c, x.start, x.end, text, 0.0))
-                    stored.append(i)
+                    candidates.append(Sentence(c, x.start, x.end, text, 0.0, i))
         if wants_decision:
-            extra = self._decision_candidates(query, qv, filters, candidates)
-            candidates += extra
-            stored += [-1] * len(extra)
+            candidates += self._decision_candidates(query, qv, filters, candidates)
         if not candidates:
             return [], 0.0
         dense = np.empty(len(candidates), dtype=np.float32)
-        have = np.array([i >= 0 for i in stored])
+        have = np.array([s.index >= 0 for s in candidates])
         if have.any():
-            dense[have] = index.sentence_vectors[[i for i in stored if i >= 0]] @ qv
+            dense[have] = index.sentence_vectors[[s.index for s in candidates if s.index >= 0]] @ qv
         if not have.all():
-            fresh = [sentence_embed_text(s.chunk, s.text) for s, h in zip(candidates, have) if not h]
+            fresh = [sentence_embed_text(s.chunk, s.text) for s in candidates if s.index < 0]
             dense[~have] = self.encoder.encode(fresh) @ qv
         scored = []
         for s, d in zip(candidates, dense):
             terms = set(tokenize(s.text))
             overlap = len(q_terms & terms) / max(1, len(q_terms))
             score = W_DENSE * float(d) + W_OVERLAP * overlap
-            if wants_decision and s.chunk.kind == "resolution":
-                score += RESOLUTION_BONUS
+            if wants_decision and s.chunk.kind == "resolution" and _on_topic(topic, s):
+                score += RESOLUTION_BONUS  # only a resolution about the question's topic is preferred
             if len(s.text.split()) < SHORT_WORDS:
                 score -= SHORT_PENALTY  # a label or table cell rarely answers anything on its own
-            scored.append(Sentence(s.chunk, s.start, s.end, s.text, score))
+            scored.append(dataclasses.replace(s, score=score))
         scored.sort(key=lambda s: -s.score)
         best = scored[0].score
         chosen: list[Sentence] = []
         for s in scored:
             if len(chosen) == MAX_QUOTES or s.score < best - QUOTE_MARGIN:
                 break
-            if any(o.chunk.id == s.chunk.id and abs(o.start - s.start) < 5 for o in chosen):
-                continue
+            if any(o.chunk.doc_id == s.chunk.doc_id and (abs(o.start - s.start) < 5 or o.start <= s.start < o.end)
+                   for o in chosen):
+                continue  # the same sentence, or one already quoted inside a widened quote
             if any(_similar(o.text, s.text) for o in chosen):
                 continue
-            chosen.append(s)
+            chosen.append(self._widen(s))
         return chosen, best
+
+    def _widen(self, s: Sentence) -> Sentence:
+        """A short sentence is quoted with the sentences after it in its passage until the quote has
+        QUOTE_WORDS words, so a figure and what it refers to ("£772k ... For 2018/19 the fund grew
+        to £1.1m") stay together; no quote grows past three times that."""
+        if s.index < 0 or len(s.text.split()) >= QUOTE_WORDS:
+            return s
+        index = self.retriever.index
+        text = index.texts[s.chunk.doc_id]
+        end = s.end
+        for i in range(s.index + 1, self.retriever.sentences_of(index.sentences[s.index].chunk_row).stop):
+            words = len(text[s.start:index.sentences[i].end].split())
+            if words > 3 * QUOTE_WORDS:
+                break
+            end = index.sentences[i].end
+            if words >= QUOTE_WORDS:
+                break
+        return s if end == s.end else dataclasses.replace(s, end=end, text=text[s.start:end])
 
     def _decision_candidates(self, query: str, qv: np.ndarray, filters, have: list[Sentence]) -> list[Sentence]:
         """The best decision records for the question, quoted whole, as candidates beside the passages.
@@ -186,15 +216,14 @@ class Answerer:
         out: list[Sentence] = []
         seen = {(s.chunk.doc_id, s.start) for s in have}
         chunks = self.retriever.index.chunks
-        topic = _topic_terms(query)
+        topic = self._topic(query)
         for d, _score in self.decisions.search(dq, query_vector=qv)[:DECISION_CANDIDATES]:
             if (d.doc_id, d.char_start) in seen:
                 continue
             # Decision search matches loosely (any shared word, or meaning alone); a resolution
             # quoted as "the board resolved" must be about the question's topic, so at least half
             # of the topic words have to be in it.
-            held = topic & set(tokenize(f"{d.item or ''} {d.text}"))
-            if not topic or len(held) * 2 < len(topic):
+            if not _holds_topic(topic, f"{d.item or ''} {d.text}"):
                 continue
             rows = self.decisions.rows_of(d.id)
             if rows.size == 0:
@@ -232,14 +261,36 @@ class Answerer:
         yield f"event: done\ndata: {result.model_dump_json()}\n\n"
 
 
+
+
+def _holds_topic(topic: set[str], text: str) -> bool:
+    """More than half of the question's topic words are in the text (both of two, two of three)."""
+    return bool(topic) and len(topic & set(tokenize(text))) * 2 > len(topic)
+
+
+def _on_topic(topic: set[str], s: Sentence) -> bool:
+    return _holds_topic(topic, f"{s.chunk.agenda_item or ''} {' '.join(s.chunk.heading_path)} {s.text}")
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+
+
+def _years_covered(question: str, chosen: list[Sentence]) -> bool:
+    """Every year the question names appears in a quoted passage (its text, headings, title or meeting date)."""
+    years = set(_YEAR.findall(question))
+    if not years:
+        return True
+    seen = " ".join(f"{s.chunk.text} {' '.join(s.chunk.heading_path)} {s.chunk.title} {s.chunk.meeting_date or ''}"
+                    for s in chosen)
+    return years <= set(_YEAR.findall(seen))
+
+
 _GENERIC = frozenset(tokenize("board boards council committee meeting health wellbeing members member "
                               "before ever previously what which when who how why did does do has have "
                               "had about on regarding anything something"))
 
 
-def _topic_terms(question: str) -> set[str]:
-    """The question's words minus the decision verbs and the words every board paper shares."""
-    return set(tokenize(DECISION_Q.sub(" ", question))) - _GENERIC
+def _topic_terms(question: str, councils: frozenset[str] = frozenset()) -> set[str]:
+    """The question's words minus the decision verbs, the council names and the words every board paper shares."""
+    return set(tokenize(DECISION_Q.sub(" ", question))) - _GENERIC - councils
 
 
 def _is_label(text: str, c: Chunk) -> bool:

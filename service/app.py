@@ -34,6 +34,8 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
             f"index was built with {index.manifest['model']['name']!r} (dim {index.manifest['model']['dim']}) "
             f"but the encoder is {encoder.name!r} (dim {encoder.dim}): rebuild the index"
         )
+    if settings.onnx_queries and hasattr(encoder, "enable_onnx") and not encoder.onnx_enabled:
+        encoder.enable_onnx()
     retriever = Retriever.from_settings(index, encoder, settings)
     decisions = DecisionSearch(index, retriever)
     return Services(settings, index, encoder, retriever, decisions, Answerer(settings, retriever, decisions, encoder))

@@ -25,6 +25,7 @@ import numpy as np
 
 from indexer.dates import DAY_MONTH_YEAR, MONTHS, find_month_years
 from indexer.embed import Encoder
+from indexer.lexical import tokenize
 from indexer.records import Chunk
 from indexer.store import LoadedIndex
 from service.schemas import Filters
@@ -94,6 +95,8 @@ class Retriever:
         self._years = np.array([c.meeting_date.year if c.meeting_date else -1 for c in chunks])
         self._dedup_key = [re.sub(r"\W+", " ", c.text.lower()).strip() for c in chunks]
         self._known_councils = sorted({c.council for c in chunks if c.council})
+        # "Barnet", "Westminster": the words that name a council, which say nothing of a topic.
+        self.council_terms = frozenset(t for c in self._known_councils for t in tokenize(" ".join(_council_words(c))))
         self._short = np.array([len(c.text.split()) < SHORT_WORDS for c in chunks], dtype=bool)
         # Sentences are stored in chunk order, so chunk r's sentences are rows [first[r], first[r+1]).
         owner = np.array([x.chunk_row for x in index.sentences], dtype=np.int64)
@@ -220,9 +223,11 @@ class Retriever:
             return []
         rows_a, lo, hi = rows_a[has], lo[has], hi[has]
         # One matrix product over the candidates' sentences, then the max within each passage's run.
-        take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
+        lengths = hi - lo
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        take = np.repeat(lo - offsets, lengths) + np.arange(lengths.sum())
         sims = self.index.sentence_vectors[take] @ np.asarray(query_vector, dtype=np.float32)
-        best = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(hi - lo)[:-1]]))
+        best = np.maximum.reduceat(sims, offsets)
         order = np.argsort(-best, kind="stable")
         return [(int(rows_a[i]), float(best[i])) for i in order]
 
