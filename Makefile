@@ -49,6 +49,7 @@ test: install-dev /usr/bin/chromium
 EVALS_OUT ?= evals/out
 evals: install-dev index
 	$(PY) -m evals run --index $(INDEX) --retrievers bm25,dense,hybrid --out $(EVALS_OUT)/run
+	$(PY) -m evals ablate --index $(INDEX) --out $(EVALS_OUT)/ablate
 	$(PY) -m evals ask --index $(INDEX) --out $(EVALS_OUT)/ask
 	$(PY) -m evals decisions --index $(INDEX) --out $(EVALS_OUT)/decisions
 	$(PY) -m evals cranfield --data ../shared/benchmarks/cranfield --out $(EVALS_OUT)/cranfield

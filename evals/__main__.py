@@ -1,4 +1,4 @@
-"""python -m evals {run,ask,decisions,beir,cranfield} ... --out DIR"""
+"""python -m evals {run,ablate,ask,decisions,beir,cranfield,summary} ... --out DIR"""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--retrievers", default="bm25,dense,hybrid")
     r.add_argument("--k", type=int, default=10)
     r.add_argument("--out", type=Path, required=True)
+
+    ab = sub.add_parser("ablate", help="the hybrid retriever with each of its parts switched off in turn")
+    ab.add_argument("--questions", type=Path, default=HERE / "questions.jsonl")
+    ab.add_argument("--index", type=Path, default=Path(".index"))
+    ab.add_argument("--k", type=int, default=10)
+    ab.add_argument("--out", type=Path, required=True)
 
     a = sub.add_parser("ask", help="answers: evidence in citations, declines, verbatim quotes")
     a.add_argument("--questions", type=Path, default=HERE / "questions.jsonl")
@@ -76,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             searches = R.retriever_searches(index, names)
             source = str(index)
         result = R.run_eval(qs, searches, args.out, args.k, source=source)
+    elif args.cmd == "ablate":
+        from evals.questions import load_questions
+
+        result = R.run_eval(load_questions(args.questions), R.ablation_searches(args.index), args.out, args.k,
+                            plot=False, source=str(args.index))
     elif args.cmd == "ask":
         from evals.questions import load_questions, load_unanswerable
 

@@ -148,6 +148,36 @@ def retriever_searches(index_dir: Path, names: Sequence[str], model: str | None 
     return {name: make(name) for name in names}
 
 
+# Each variant is the service's hybrid with one part switched off (or swapped), so every part of
+# the ranking is justified by what removing it costs on the same questions.
+ABLATIONS: dict[str, dict] = {
+    "hybrid (service default)": {},
+    "without best-sentence score": {"sentence_weight": 0.0},
+    "without intent prior": {"kind_boost": 0.0},
+    "without short-passage penalty": {"short_penalty": 0.0},
+    "without meeting/council boost": {"date_boost": 0.0},
+    "passage scores only (BM25 + passage vector)": {"sentence_weight": 0.0, "kind_boost": 0.0, "short_penalty": 0.0},
+    "RRF instead of weighted fusion": {"fusion": "rrf"},
+}
+
+
+def ablation_searches(index_dir: Path, model: str | None = None) -> dict[str, SearchFn]:
+    """The hybrid search with each of its parts removed in turn (see ABLATIONS)."""
+    from indexer.store import load_index
+    from service.config import ServiceSettings
+    from service.retrieve import Retriever
+
+    s = ServiceSettings(index_dir=index_dir)
+    index = load_index(Path(index_dir))
+    encoder = load_encoder(model or index.manifest["model"]["name"])
+
+    def make(overrides: dict) -> SearchFn:
+        retriever = Retriever.from_settings(index, encoder, s, **overrides)
+        return lambda q, k: [h.chunk.text for h in retriever.search(q, k, mode="hybrid")]
+
+    return {name: make(o) for name, o in ABLATIONS.items()}
+
+
 def http_search(url: str, timeout: float = 60.0) -> SearchFn:
     import httpx
 

@@ -1,6 +1,6 @@
 """One results page from the evaluation runs: `python -m evals summary --out evals/out`.
 
-Reads the metrics.json each subcommand wrote under OUT (run/, ask/, decisions/, cranfield/,
+Reads the metrics.json each subcommand wrote under OUT (run/, ablate/, ask/, decisions/, cranfield/,
 scifact/), writes evals/RESULTS.md (the tables the README quotes) and copies the recall@k plot
 beside it, so the committed numbers always come from one command (`make evals`).
 """
@@ -38,6 +38,13 @@ def retrieval_section(m: Mapping) -> list[str]:
                                          for v in m.values() if kind in v.get("per_kind", {})]])
     lines += [_table(rows, ["kind", *m.keys()]), "", "![recall@k](recall_at_k.png)", ""]
     return lines
+
+
+def ablation_section(m: Mapping) -> list[str]:
+    lines = ["## What each part of the hybrid ranking is worth", "",
+             "`python -m evals ablate`: the service's hybrid retriever with one part switched off at a time, same questions.", ""]
+    rows = [[name, *[v.get(c) for c in COLS]] for name, v in m.items()]
+    return lines + [_table(rows, ["variant", *COLS]), ""]
 
 
 def ask_section(m: Mapping) -> list[str]:
@@ -78,6 +85,9 @@ def summarise(out: Path, dest: Path) -> Path:
         found = True
         if (out / "run" / "recall_at_k.png").exists():
             shutil.copyfile(out / "run" / "recall_at_k.png", dest.parent / "recall_at_k.png")
+    if (m := _load(out / "ablate")) is not None:
+        lines += ablation_section(m)
+        found = True
     if (m := _load(out / "ask")) is not None:
         lines += ask_section(m)
         found = True

@@ -148,6 +148,32 @@ def test_summary_page_quotes_the_runs(tmp_path):
     assert "| bm25 | 0.100 | 0.123 |" in page and "| hybrid | 0.100 | 0.987 |" in page
     assert "| precision (target ≥ 0.95) | 0.966 |" in page
     assert "/ask" not in page  # no ask run, no ask section
+    assert "What each part" not in page  # nor an ablation section
+
+
+def test_summary_page_quotes_the_ablation(tmp_path):
+    import json
+
+    from evals.summary import summarise
+
+    (tmp_path / "ablate").mkdir()
+    rows = {"hybrid (service default)": {"recall@1": 0.6, "recall@5": 0.93, "recall@10": 0.95, "mrr@10": 0.77,
+                                         "ndcg@10": 0.8, "n": 2},
+            "without best-sentence score": {"recall@1": 0.5, "recall@5": 0.9, "recall@10": 0.95, "mrr@10": 0.7,
+                                            "ndcg@10": 0.75, "n": 2}}
+    (tmp_path / "ablate" / "metrics.json").write_text(json.dumps(rows))
+    page = summarise(tmp_path, tmp_path / "RESULTS.md").read_text()
+    assert "| without best-sentence score | 0.500 | 0.900 |" in page
+
+
+def test_every_ablation_switches_off_a_real_setting():
+    from evals.run import ABLATIONS
+    from service.config import ServiceSettings
+
+    fields = set(ServiceSettings.model_fields)
+    assert ABLATIONS["hybrid (service default)"] == {}
+    for name, overrides in ABLATIONS.items():
+        assert set(overrides) <= fields, name
 
 
 def test_summary_without_runs_is_an_error(tmp_path):
