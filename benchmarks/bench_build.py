@@ -40,11 +40,12 @@ def timed_build(corpus: Path, index: Path, label: str) -> dict:
     secs = time.perf_counter() - t0
     row = {"build": label, "seconds": round(secs, 2), "documents": rep.documents, "chunks": rep.chunks,
            "reparsed": rep.reparsed, "embedded": rep.embedded, "reused_vectors": rep.reused_vectors,
+           "embedded_sentences": rep.embedded_sentences,
            "up_to_date": rep.up_to_date, "chunks_per_second": round(rep.chunks / secs, 1) if secs else None,
            "embedded_per_second": round(rep.embedded / secs, 1) if secs and rep.embedded else None,
            "peak_rss_mb": round(peak_rss_mb(), 1)}
     print(f"{label:12s} {row['seconds']:8.2f}s  chunks={rep.chunks}  embedded={rep.embedded}  "
-          f"reparsed={rep.reparsed}  chunks/s={row['chunks_per_second']}  peak RSS={row['peak_rss_mb']} MB", flush=True)
+          f"sentences embedded={rep.embedded_sentences}  reparsed={rep.reparsed}  chunks/s={row['chunks_per_second']}  peak RSS={row['peak_rss_mb']} MB", flush=True)
     return row
 
 

@@ -48,13 +48,14 @@ def test_build_prints_counts_and_skipped_files(cli_index):
     out = proc.stdout
     m = re.search(
         r"indexed (\d+) documents into (\d+) chunks and (\d+) decision records at (.+?): (\d+) parsed, "
-        r"(\d+) chunks embedded, (\d+) reused",
+        r"(\d+) chunks and (\d+) sentences embedded, (\d+) chunks reused",
         out,
     )
     assert m, out
-    documents, chunks, decisions, where, parsed, embedded, reused = m.groups()
+    documents, chunks, decisions, where, parsed, embedded, sentences, reused = m.groups()
     assert (int(documents), int(decisions), int(parsed), int(reused)) == (3, 2, 3, 0)
     assert int(chunks) == int(embedded) >= 8
+    assert int(sentences) > int(chunks)
     assert where == str(index)
     skipped = [line for line in out.splitlines() if line.startswith("skipped:")]
     assert skipped == [f"skipped: {corpus / 'broken.txt'}: binary content in a text file (NUL bytes)"]
