@@ -42,7 +42,11 @@ def doc_text(doc: BenchDoc) -> str:
 
 
 def _fingerprint(bench: Benchmark, method: str, model: str) -> str:
-    h = hashlib.sha256(f"{method}\x00{model}\x00{bench.name}".encode())
+    from indexer.pipeline import PIPELINE_VERSION
+    from indexer.store import FORMAT_VERSION
+
+    # A cached index is reused only if the chunker and the on-disk format are the ones of this code.
+    h = hashlib.sha256(f"{method}\x00{model}\x00{bench.name}\x00{PIPELINE_VERSION}\x00{FORMAT_VERSION}".encode())
     for d in bench.docs:
         h.update(d.id.encode() + b"\x00" + doc_text(d).encode() + b"\x00")
     return h.hexdigest()[:20]
@@ -129,6 +133,8 @@ def _build_direct(bench: Benchmark, index_dir: Path, model: str, batch_size: int
     from indexer.embed import load_encoder
     from indexer.pipeline import PIPELINE_VERSION, _tiktoken_counter
     from indexer.records import DocumentMeta, DocumentRecord
+    from indexer.sentences import embed_text as sentence_embed_text
+    from indexer.sentences import sentence_spans
     from indexer.structure import structure
     from tqdm import tqdm
 
@@ -152,6 +158,13 @@ def _build_direct(bench: Benchmark, index_dir: Path, model: str, batch_size: int
         documents.append((rec, parsed.text))
         chunks.extend(doc_chunks)
     vectors = enc.encode([c.embed_text for c in chunks], batch_size, True) if chunks else np.zeros((0, enc.dim), np.float32)
+    # The sentences too, so "hybrid" here is the service's hybrid, best-sentence score included.
+    texts = {rec.id: text for rec, text in documents}
+    spans = sentence_spans(chunks, texts, enc.name)
+    sentence_texts = [sentence_embed_text(chunks[x.chunk_row], texts[chunks[x.chunk_row].doc_id][x.start:x.end])
+                      for x in spans]
+    sentence_vectors = (enc.encode(sentence_texts, batch_size, True) if spans
+                        else np.zeros((0, enc.dim), np.float32))
     manifest = {
         "fingerprint": {"pipeline_version": PIPELINE_VERSION, "model": enc.name, "target_tokens": settings.chunk_target_tokens,
                         "tiktoken_encoding": settings.tiktoken_encoding, "faiss_index": "flat", "pdf_strategy": "n/a (direct)"},
@@ -162,9 +175,9 @@ def _build_direct(bench: Benchmark, index_dir: Path, model: str, batch_size: int
         "documents": {},
         "skipped": [],
         "skipped_sha256": {},
-        "counts": {"documents": len(documents), "chunks": len(chunks), "decisions": 0},
+        "counts": {"documents": len(documents), "chunks": len(chunks), "decisions": 0, "sentences": len(spans)},
         "benchmark": "built by evals.bench_index (direct: no unstructured parse)",
     }
     idx = index_dir / "idx"
-    store.write_index(idx, manifest, documents, chunks, vectors, [], "flat")
+    store.write_index(idx, manifest, documents, chunks, vectors, [], "flat", spans, sentence_vectors)
     return idx, {"documents": len(documents), "chunks": len(chunks), "skipped": skipped}

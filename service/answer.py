@@ -164,8 +164,8 @@ class Answerer:
             terms = set(tokenize(s.text))
             overlap = len(q_terms & terms) / max(1, len(q_terms))
             score = W_DENSE * float(d) + W_OVERLAP * overlap
-            if wants_decision and s.chunk.kind == "resolution" and _on_topic(topic, s):
-                score += RESOLUTION_BONUS  # only a resolution about the question's topic is preferred
+            if wants_decision and s.chunk.kind == "resolution":
+                score += RESOLUTION_BONUS  # only resolutions on the question's topic got this far
             if len(s.text.split()) < SHORT_WORDS:
                 score -= SHORT_PENALTY  # a label or table cell rarely answers anything on its own
             scored.append(dataclasses.replace(s, score=score))
@@ -221,7 +221,7 @@ class Answerer:
             if (d.doc_id, d.char_start) in seen:
                 continue
             # Decision search matches loosely (any shared word, or meaning alone); a resolution
-            # quoted as "the board resolved" must be about the question's topic, so at least half
+            # quoted as "the board resolved" must be about the question's topic, so more than half
             # of the topic words have to be in it.
             if not _holds_topic(topic, f"{d.item or ''} {d.text}"):
                 continue
@@ -261,8 +261,6 @@ class Answerer:
         yield f"event: done\ndata: {result.model_dump_json()}\n\n"
 
 
-
-
 def _holds_topic(topic: set[str], text: str) -> bool:
     """More than half of the question's topic words are in the text (both of two, two of three)."""
     return bool(topic) and len(topic & set(tokenize(text))) * 2 > len(topic)
@@ -270,6 +268,8 @@ def _holds_topic(topic: set[str], text: str) -> bool:
 
 def _on_topic(topic: set[str], s: Sentence) -> bool:
     return _holds_topic(topic, f"{s.chunk.agenda_item or ''} {' '.join(s.chunk.heading_path)} {s.text}")
+
+
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 

@@ -54,7 +54,6 @@ class QueryHints:
     month_years: tuple[tuple[int, int], ...]
     years: tuple[int, ...]
     councils: tuple[str, ...]
-    wants: str | None = None  # "decision" | "proposal" | None
 
 
 def wants(question: str) -> str | None:
@@ -184,7 +183,7 @@ class Retriever:
         years = tuple(int(y) for y in _YEAR.findall(query))
         q = query.lower()
         councils = tuple(c for c in self._known_councils if any(w in q for w in _council_words(c)))
-        return QueryHints(tuple(dates), month_years, years, councils, wants(query))
+        return QueryHints(tuple(dates), month_years, years, councils)
 
     # ------------------------------------------------------------ internals
 
