@@ -1,0 +1,45 @@
+"""The answerer's plain rules, without a model: topic words and named years."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from indexer.records import Chunk
+from service.answer import Sentence, _holds_topic, _topic_terms, _years_covered
+
+
+def _chunk(text: str, *, title: str = "Report", heading: tuple[str, ...] = ("Pack", "Item 7: Screening"),
+           meeting: date | None = date(2018, 3, 8)) -> Chunk:
+    return Chunk(id="c1", doc_id="d1", text=text, char_start=0, char_end=len(text), kind="text",
+                 document_type="report", title=title, council="London Borough of Barnet",
+                 body="Health & Wellbeing Board", meeting_date=meeting, agenda_item="7", heading_path=heading,
+                 page=None, tokens=len(text.split()), embed_text=text, content_hash="h")
+
+
+def _quote(text: str, **kw) -> Sentence:
+    return Sentence(_chunk(text, **kw), 0, len(text), text, 0.0)
+
+
+def test_topic_words_leave_out_decision_verbs_common_board_words_and_council_names():
+    councils = frozenset({"barnet", "westminst"})
+    assert _topic_terms("what did Barnet's board decide about a child poverty strategy?", councils) == \
+        {"child", "poverti", "strategi"}
+    assert _topic_terms("has the board endorsed a SEND strategy before?") == {"send", "strategi"}
+
+
+def test_more_than_half_of_the_topic_words_must_be_held():
+    topic = {"child", "poverti", "strategi"}
+    assert _holds_topic(topic, "The child poverty strategy was endorsed.")
+    assert _holds_topic(topic, "Child poverty in the borough")  # two of three
+    assert not _holds_topic(topic, "The SEND Strategy 2017-2020 for Barnet")  # one of three
+    assert not _holds_topic({"send", "strategi"}, "Westminster Health and Wellbeing Strategy")  # one of two
+    assert not _holds_topic(set(), "anything")
+
+
+def test_a_named_year_must_appear_in_a_quoted_passage():
+    q = "what is Barnet's Band D council tax for 2024/25?"
+    assert not _years_covered(q, [_quote("Band D council tax is set each year by the council.")])
+    assert _years_covered(q, [_quote("For 2024/25 the Band D council tax is £1,800.")])
+    # The passage's title, headings or meeting date count as mentioning it.
+    assert _years_covered("who chaired the March 2018 meeting?", [_quote("Chairman: Cllr Helena Hart")])
+    assert _years_covered("how many schools signed up?", [_quote("16 schools")])  # no year named
