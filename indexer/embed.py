@@ -109,6 +109,8 @@ class SentenceTransformerEncoder:
         except Exception as e:
             self._onnx = None
             log.warning("queries stay on PyTorch: the ONNX fast path is unavailable (%s)", e)
+        else:
+            log.info("queries are encoded with onnxruntime (checked against PyTorch)")
         return self._onnx is not None
 
     def _encode_small(self, texts: Sequence[str]) -> np.ndarray:
