@@ -32,13 +32,15 @@ FOLLOW_UP = re.compile(r"(?i)^(and|what about|how about|also|same for|and what a
 # Sentence selection, tuned on evals/questions.jsonl (see README, "/ask"): sentences come from the
 # top 8 passages (the right one is in the top 8 more often than in the top 5), are scored by the
 # dense similarity of heading+sentence to the question plus the share of question words they hold,
-# and up to 4 within 0.2 of the best are quoted. The retrieval score is left out: adding it raised
+# and up to 4 within 0.2 of the best are quoted, ordered with their passage's retrieval score too.
+# The evidence score that decides found/declined leaves the retrieval score out: adding it raised
 # the evidence score of unanswerable questions as much as that of answerable ones.
 SENTENCE_HITS = 8
 DECISION_CANDIDATES = 2  # decision records offered to the scorer for "what did the board resolve" questions
 MAX_QUOTES = 4
 QUOTE_MARGIN = 0.2
 W_DENSE, W_OVERLAP, RESOLUTION_BONUS, SHORT_PENALTY, SHORT_WORDS = 0.5, 0.2, 0.15, 0.1, 8
+W_PASSAGE = 0.2  # weight of the passage's retrieval score when ordering quotes (not in the evidence score)
 QUOTE_WORDS = 40  # a quote shorter than this many words takes in the sentences after it (same passage)
 NO_RESOLUTION = ("I found no resolution on this in the minutes I have; "
                  "the nearest passages in the papers say:")
@@ -169,11 +171,21 @@ class Answerer:
             if len(s.text.split()) < SHORT_WORDS:
                 score -= SHORT_PENALTY  # a label or table cell rarely answers anything on its own
             scored.append(dataclasses.replace(s, score=score))
-        scored.sort(key=lambda s: -s.score)
-        best = scored[0].score
+        # Quotes are ordered with their passage's retrieval score as well (relative to the best
+        # passage's; a decision record counts as a best passage), but whether the papers answer
+        # at all is judged on the sentence score alone.
+        top = hits[0].score or 1.0
+        passage = {h.chunk.id: max(0.0, h.score / top) for h in hits[:SENTENCE_HITS]}
+
+        def rank_of(s: Sentence) -> float:
+            return s.score + W_PASSAGE * passage.get(s.chunk.id, 1.0)
+
+        evidence = max(s.score for s in scored)
+        scored.sort(key=lambda s: -rank_of(s))
+        best = rank_of(scored[0])
         chosen: list[Sentence] = []
         for s in scored:
-            if len(chosen) == MAX_QUOTES or s.score < best - QUOTE_MARGIN:
+            if len(chosen) == MAX_QUOTES or rank_of(s) < best - QUOTE_MARGIN:
                 break
             if any(o.chunk.doc_id == s.chunk.doc_id and (abs(o.start - s.start) < 5 or o.start <= s.start < o.end)
                    for o in chosen):
@@ -181,7 +193,7 @@ class Answerer:
             if any(_similar(o.text, s.text) for o in chosen):
                 continue
             chosen.append(self._widen(s))
-        return chosen, best
+        return chosen, evidence
 
     def _widen(self, s: Sentence) -> Sentence:
         """A short sentence is quoted with the sentences after it in its passage until the quote has
