@@ -240,7 +240,8 @@ def load_index(index_dir: Path, expect_model: str | None = None, expect_dim: int
     if (build / "sentences.jsonl").exists():
         sentences = [SentenceSpan(**x) for x in _read_jsonl(build / "sentences.jsonl")]
         sentence_vectors = np.load(build / "sentence_vectors.npy", allow_pickle=False)
-        if len(sentence_vectors) != len(sentences) or any(x.chunk_row >= len(chunks) for x in sentences[-1:]):
+        # Spans are in chunk order, so the last one names the highest chunk row.
+        if len(sentence_vectors) != len(sentences) or (sentences and sentences[-1].chunk_row >= len(chunks)):
             raise IndexError_(f"index at {index_dir} has inconsistent sentence vectors: rebuild it")
     return LoadedIndex(build, manifest, documents, texts, chunks, vectors, dense, bm25, decisions, dbm25,
                        sentences, sentence_vectors)

@@ -528,3 +528,11 @@ def test_changed_file_reembeds_only_its_new_sentences(built, tiny_corpus, fake_e
         c = new.chunks[x.chunk_row]
         expect = fake_encoder.encode([embed_text(c, new.texts[c.doc_id][x.start:x.end])])[0]
         assert np.allclose(new.sentence_vectors[i], expect, atol=1e-6)
+
+
+def test_sentence_vectors_that_do_not_match_their_spans_are_refused(built):
+    settings, _, loaded = built
+    build = store.current_build(settings.index_dir)
+    np.save(build / "sentence_vectors.npy", loaded.sentence_vectors[:-1], allow_pickle=False)
+    with pytest.raises(store.IndexError_, match="inconsistent sentence vectors"):
+        store.load_index(settings.index_dir)
