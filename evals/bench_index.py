@@ -133,8 +133,7 @@ def _build_direct(bench: Benchmark, index_dir: Path, model: str, batch_size: int
     from indexer.embed import load_encoder
     from indexer.pipeline import PIPELINE_VERSION, _tiktoken_counter
     from indexer.records import DocumentMeta, DocumentRecord
-    from indexer.sentences import embed_text as sentence_embed_text
-    from indexer.sentences import sentence_spans
+    from indexer.sentences import sentence_spans, span_embed_text
     from indexer.structure import structure
     from tqdm import tqdm
 
@@ -161,9 +160,7 @@ def _build_direct(bench: Benchmark, index_dir: Path, model: str, batch_size: int
     # The sentences too, so "hybrid" here is the service's hybrid, best-sentence score included.
     texts = {rec.id: text for rec, text in documents}
     spans = sentence_spans(chunks, texts, enc.name)
-    sentence_texts = [sentence_embed_text(chunks[x.chunk_row], texts[chunks[x.chunk_row].doc_id][x.start:x.end])
-                      for x in spans]
-    sentence_vectors = (enc.encode(sentence_texts, batch_size, True) if spans
+    sentence_vectors = (enc.encode([span_embed_text(x, chunks, texts) for x in spans], batch_size, True) if spans
                         else np.zeros((0, enc.dim), np.float32))
     manifest = {
         "fingerprint": {"pipeline_version": PIPELINE_VERSION, "model": enc.name, "target_tokens": settings.chunk_target_tokens,

@@ -131,8 +131,8 @@ def load_encoder(model: str = DEFAULT_MODEL):
     return _load(model)
 
 
-def retriever_searches(index_dir: Path, names: Sequence[str], model: str | None = None) -> dict[str, SearchFn]:
-    """In-process search functions over an index, configured as the service configures them."""
+def _retriever_factory(index_dir: Path, model: str | None = None):
+    """Retrievers over one loaded index and encoder, configured as the service configures them."""
     from indexer.store import load_index
     from service.config import ServiceSettings
     from service.retrieve import Retriever
@@ -140,7 +140,12 @@ def retriever_searches(index_dir: Path, names: Sequence[str], model: str | None 
     s = ServiceSettings(index_dir=index_dir)
     index = load_index(Path(index_dir))
     encoder = load_encoder(model or index.manifest["model"]["name"])
-    retriever = Retriever.from_settings(index, encoder, s)
+    return lambda **overrides: Retriever.from_settings(index, encoder, s, **overrides)
+
+
+def retriever_searches(index_dir: Path, names: Sequence[str], model: str | None = None) -> dict[str, SearchFn]:
+    """In-process search functions over an index, configured as the service configures them."""
+    retriever = _retriever_factory(index_dir, model)()
 
     def make(mode: str) -> SearchFn:
         return lambda q, k: [h.chunk.text for h in retriever.search(q, k, mode=mode)]
@@ -163,16 +168,10 @@ ABLATIONS: dict[str, dict] = {
 
 def ablation_searches(index_dir: Path, model: str | None = None) -> dict[str, SearchFn]:
     """The hybrid search with each of its parts removed in turn (see ABLATIONS)."""
-    from indexer.store import load_index
-    from service.config import ServiceSettings
-    from service.retrieve import Retriever
-
-    s = ServiceSettings(index_dir=index_dir)
-    index = load_index(Path(index_dir))
-    encoder = load_encoder(model or index.manifest["model"]["name"])
+    new_retriever = _retriever_factory(index_dir, model)
 
     def make(overrides: dict) -> SearchFn:
-        retriever = Retriever.from_settings(index, encoder, s, **overrides)
+        retriever = new_retriever(**overrides)
         return lambda q, k: [h.chunk.text for h in retriever.search(q, k, mode="hybrid")]
 
     return {name: make(o) for name, o in ABLATIONS.items()}

@@ -24,6 +24,7 @@ DAY_MONTH_YEAR = re.compile(
 )
 MONTH_YEAR = re.compile(rf"(?i)\b({_MONTH_ALT})\.?,?\s+(\d{{4}})\b")
 ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 
 def find_date(text: str) -> date | None:

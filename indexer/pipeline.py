@@ -32,8 +32,7 @@ from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
     Chunk, Decision, DocumentMeta, DocumentRecord, ParsedDocument, PartSpan, SentenceSpan, Skipped, SourceFile,
 )
-from indexer.sentences import embed_text as sentence_embed_text
-from indexer.sentences import sentence_spans
+from indexer.sentences import sentence_spans, span_embed_text
 from indexer.structure import AGENDA_STAMP, agenda_title, detect_front_sheet, display_body, starts_minutes, structure
 
 log = logging.getLogger(__name__)
@@ -422,13 +421,8 @@ def _sentence_vectors(spans: list[SentenceSpan], chunks: list[Chunk], texts: dic
     reuse: dict[str, np.ndarray] = {}
     if previous is not None and previous.sentence_vectors is not None:
         reuse = {x.content_hash: previous.sentence_vectors[i] for i, x in enumerate(previous.sentences)}
-
-    def text_of(i: int) -> str:
-        x = spans[i]
-        c = chunks[x.chunk_row]
-        return sentence_embed_text(c, texts[c.doc_id][x.start:x.end])
-
-    vectors, enc, embedded = _embed([x.content_hash for x in spans], text_of, reuse, enc, settings, "sentences", previous)
+    vectors, enc, embedded = _embed([x.content_hash for x in spans], lambda i: span_embed_text(spans[i], chunks, texts),
+                                    reuse, enc, settings, "sentences", previous)
     return vectors, embedded, enc
 
 

@@ -36,6 +36,12 @@ def embed_text(chunk: Chunk, sentence: str) -> str:
     return f"{' › '.join(chunk.heading_path[1:])}\n{sentence}"
 
 
+def span_embed_text(span: SentenceSpan, chunks: Sequence[Chunk], texts: dict[str, str]) -> str:
+    """The embedded text of a stored span: what its content hash covers and its vector encodes."""
+    c = chunks[span.chunk_row]
+    return embed_text(c, texts[c.doc_id][span.start:span.end])
+
+
 def sentence_spans(chunks: Sequence[Chunk], texts: dict[str, str], model_name: str) -> list[SentenceSpan]:
     """Every sentence of every chunk, in chunk order, so a chunk's sentences are one contiguous run."""
     out: list[SentenceSpan] = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.dates import format_date
+from indexer.dates import YEAR, format_date
 from indexer.lexical import tokenize
 from indexer.records import Chunk
 from indexer.sentences import embed_text as sentence_embed_text
@@ -86,11 +86,12 @@ class Answerer:
         not_found = NOT_FOUND_IN.format(council=named) if named else NOT_FOUND
         if not hits:
             return AskResponse(answer=not_found, found=False, citations=[], passages=[])
-        chosen, evidence = self._select(query, hits, qv, wants_decision, filters)
+        topic = _topic_terms(query, self.retriever.council_terms)
+        chosen, evidence = self._select(query, topic, hits, qv, wants_decision, filters)
         if evidence < self.settings.found_threshold or not chosen:
             return AskResponse(answer=not_found, found=False, citations=[], passages=passages)
         if not _years_covered(req.question, chosen) or (
-                wants_decision and not any(_on_topic(self._topic(query), s) for s in chosen)):
+                wants_decision and not any(_on_topic(topic, s) for s in chosen)):
             # A decision question none of whose quotes is about its topic is not answered by them.
             # "Band D council tax for 2024/25": quotes about other years do not answer it.
             return AskResponse(answer=not_found, found=False, citations=[], passages=passages)
@@ -111,9 +112,6 @@ class Answerer:
             answer = f"{NO_RESOLUTION}\n{answer}"
         return AskResponse(answer=answer, found=True, citations=citations, passages=passages)
 
-    def _topic(self, query: str) -> set[str]:
-        return _topic_terms(query, self.retriever.council_terms)
-
     def _council_named(self, query: str, filters: Filters) -> tuple[Filters, str | None]:
         """A question that names one council is answered from that council's papers only.
 
@@ -128,9 +126,9 @@ class Answerer:
 
     # ------------------------------------------------------------ selection
 
-    def _select(self, query: str, hits: list[Hit], qv: np.ndarray, wants_decision: bool, filters=None):
+    def _select(self, query: str, topic: set[str], hits: list[Hit], qv: np.ndarray, wants_decision: bool,
+                filters=None):
         q_terms = set(tokenize(query))
-        topic = self._topic(query)
         index = self.retriever.index
         texts = index.texts
         # Sentences of the passages come with the vectors the indexer stored for them; only text
@@ -151,7 +149,7 @@ class Answerer:
                 if len(text.split()) >= 4 and not _is_label(text, c):
                     candidates.append(Sentence(c, x.start, x.end, text, 0.0, i))
         if wants_decision:
-            candidates += self._decision_candidates(query, qv, filters, candidates)
+            candidates += self._decision_candidates(query, topic, qv, filters, candidates)
         if not candidates:
             return [], 0.0
         dense = np.empty(len(candidates), dtype=np.float32)
@@ -213,7 +211,8 @@ class Answerer:
                 break
         return s if end == s.end else dataclasses.replace(s, end=end, text=text[s.start:end])
 
-    def _decision_candidates(self, query: str, qv: np.ndarray, filters, have: list[Sentence]) -> list[Sentence]:
+    def _decision_candidates(self, query: str, topic: set[str], qv: np.ndarray, filters,
+                             have: list[Sentence]) -> list[Sentence]:
         """The best decision records for the question, quoted whole, as candidates beside the passages.
 
         Passage search can rank a resolution below the report that led to it; the decision records
@@ -228,7 +227,6 @@ class Answerer:
         out: list[Sentence] = []
         seen = {(s.chunk.doc_id, s.start) for s in have}
         chunks = self.retriever.index.chunks
-        topic = self._topic(query)
         for d, _score in self.decisions.search(dq, query_vector=qv)[:DECISION_CANDIDATES]:
             if (d.doc_id, d.char_start) in seen:
                 continue
@@ -282,17 +280,14 @@ def _on_topic(topic: set[str], s: Sentence) -> bool:
     return _holds_topic(topic, f"{s.chunk.agenda_item or ''} {' '.join(s.chunk.heading_path)} {s.text}")
 
 
-_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
-
-
 def _years_covered(question: str, chosen: list[Sentence]) -> bool:
     """Every year the question names appears in a quoted passage (its text, headings, title or meeting date)."""
-    years = set(_YEAR.findall(question))
+    years = set(YEAR.findall(question))
     if not years:
         return True
     seen = " ".join(f"{s.chunk.text} {' '.join(s.chunk.heading_path)} {s.chunk.title} {s.chunk.meeting_date or ''}"
                     for s in chosen)
-    return years <= set(_YEAR.findall(seen))
+    return years <= set(YEAR.findall(seen))
 
 
 _GENERIC = frozenset(tokenize("board boards council committee meeting health wellbeing members member "

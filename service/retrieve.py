@@ -23,7 +23,7 @@ from datetime import date
 
 import numpy as np
 
-from indexer.dates import DAY_MONTH_YEAR, MONTHS, find_month_years
+from indexer.dates import DAY_MONTH_YEAR, MONTHS, YEAR, find_month_years
 from indexer.embed import Encoder
 from indexer.lexical import tokenize
 from indexer.records import Chunk
@@ -31,7 +31,6 @@ from indexer.store import LoadedIndex
 from service.schemas import Filters
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
-_YEAR = re.compile(r"\b(20\d\d|19\d\d)\b")
 # What a question asks for: the board's decision, or what a report put to the board.
 DECISION_Q = re.compile(r"(?i)\b(resolv\w*|decid\w*|decision\w*|agree\w*|endors\w*|approv\w*|resolution\w*|"
                         r"outcome\w*|conclu\w*|signed off)\b")
@@ -136,7 +135,7 @@ class Retriever:
         if mode in ("bm25", "hybrid"):
             self._add(fused, self._bm25(query, mask, depth), hybrid, (1.0 - self.dense_weight) * passage_share)
         if mode in ("dense", "hybrid"):
-            self._add(fused, self._dense(query, allowed, depth, query_vector), hybrid, self.dense_weight * passage_share)
+            self._add(fused, self._dense(query_vector, allowed, depth), hybrid, self.dense_weight * passage_share)
         if hybrid and self.sentence_weight and fused:
             self._add(fused, self._best_sentences(list(fused), query_vector), True, self.sentence_weight)
         if hybrid and fused:
@@ -180,7 +179,7 @@ class Retriever:
             except ValueError:
                 pass
         month_years = tuple(find_month_years(query))
-        years = tuple(int(y) for y in _YEAR.findall(query))
+        years = tuple(int(y) for y in YEAR.findall(query))
         q = query.lower()
         councils = tuple(c for c in self._known_councils if any(w in q for w in _council_words(c)))
         return QueryHints(tuple(dates), month_years, years, councils)
@@ -201,12 +200,10 @@ class Retriever:
     def encode_query(self, query: str) -> np.ndarray:
         return self.encoder.encode([query])[0]
 
-    def _dense(self, query: str, allowed: np.ndarray, depth: int,
-               query_vector: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def _dense(self, query_vector: np.ndarray, allowed: np.ndarray, depth: int) -> list[tuple[int, float]]:
         import faiss
 
-        qv = self.encode_query(query) if query_vector is None else query_vector
-        q = np.asarray(qv, dtype=np.float32).reshape(1, -1)
+        q = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
         params = None
         if allowed.size < self._n:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
