@@ -51,6 +51,8 @@ evals: install-dev index
 	$(PY) -m evals run --index $(INDEX) --retrievers bm25,dense,hybrid --out $(EVALS_OUT)/run
 	$(PY) -m evals ablate --index $(INDEX) --out $(EVALS_OUT)/ablate
 	$(PY) -m evals ask --index $(INDEX) --out $(EVALS_OUT)/ask
+	$(PY) -m evals run --index $(INDEX) --questions evals/heldout/questions.jsonl --out $(EVALS_OUT)/heldout_run
+	$(PY) -m evals ask --index $(INDEX) --questions evals/heldout/questions.jsonl --unanswerable evals/heldout/unanswerable.jsonl --out $(EVALS_OUT)/heldout_ask
 	$(PY) -m evals decisions --index $(INDEX) --out $(EVALS_OUT)/decisions
 	$(PY) -m evals cranfield --data ../shared/benchmarks/cranfield --out $(EVALS_OUT)/cranfield
 	$(PY) -m evals beir --data ../shared/benchmarks/scifact --out $(EVALS_OUT)/scifact

@@ -1,11 +1,11 @@
-"""The answerer's plain rules, without a model: topic words and named years."""
+"""The answerer's plain rules, without a model: topic words, named periods and asked-for figures."""
 
 from __future__ import annotations
 
 from datetime import date
 
 from indexer.records import Chunk
-from service.answer import Sentence, _holds_topic, _topic_terms, _years_covered
+from service.answer import Sentence, _figure_given, _holds_topic, _periods_covered, _topic_terms
 
 
 def _chunk(text: str, *, title: str = "Report", heading: tuple[str, ...] = ("Pack", "Item 7: Screening"),
@@ -38,8 +38,26 @@ def test_more_than_half_of_the_topic_words_must_be_held():
 
 def test_a_named_year_must_appear_in_a_quoted_passage():
     q = "what is Barnet's Band D council tax for 2024/25?"
-    assert not _years_covered(q, [_quote("Band D council tax is set each year by the council.")])
-    assert _years_covered(q, [_quote("For 2024/25 the Band D council tax is £1,800.")])
+    assert not _periods_covered(q, [_quote("Band D council tax is set each year by the council.")])
+    assert _periods_covered(q, [_quote("For 2024/25 the Band D council tax is £1,800.")])
     # The passage's title, headings or meeting date count as mentioning it.
-    assert _years_covered("who chaired the March 2018 meeting?", [_quote("Chairman: Cllr Helena Hart")])
-    assert _years_covered("how many schools signed up?", [_quote("16 schools")])  # no year named
+    assert _periods_covered("who chaired the March 2018 meeting?", [_quote("Chairman: Cllr Helena Hart")])
+    assert _periods_covered("how many schools signed up?", [_quote("16 schools")])  # no year named
+
+
+def test_a_named_quarter_must_appear_in_a_quoted_passage():
+    q = "how many households were in temporary accommodation at the end of Q3 2021-22?"
+    q2_only = _quote("At the end of Q2 2021/22 there were 2,312 households in temporary accommodation.",
+                     title="Barnet Plan 2021-22 Q2", meeting=None)
+    assert not _periods_covered(q, [q2_only])
+    assert _periods_covered(q.replace("Q3", "Q2"), [q2_only])
+    assert _periods_covered(q.replace("Q3", "quarter 2"), [q2_only])
+
+
+def test_a_question_asking_for_a_figure_needs_a_quote_holding_one():
+    assert not _figure_given("how many GP practices are there in Westminster?",
+                             [_quote("GP practices in Westminster are commissioned by NHS England.")])
+    assert _figure_given("how many GP practices are there in Westminster?",
+                         [_quote("There are 38 GP practices in Westminster.")])
+    assert _figure_given("what share of schools are rated good?", [_quote("Nine in ten schools are good or better.")])
+    assert _figure_given("who chairs the board?", [_quote("Cllr Helena Hart chairs the board.")])  # not a figure question

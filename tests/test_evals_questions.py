@@ -1,4 +1,9 @@
-"""The question sets themselves: well formed, and every evidence quote really is in the papers."""
+"""The question sets themselves: well formed, and every evidence quote really is in the papers.
+
+Two sets: the tuning set (evals/questions.jsonl, evals/unanswerable.jsonl), on which weights and the
+/ask threshold were chosen, and a held-out set (evals/heldout/) written without looking at the
+service, used only to measure.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +22,14 @@ def _rows(name: str) -> list[dict]:
     return [json.loads(line) for line in (EVALS / name).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def test_question_set_is_well_formed():
-    rows = _rows("questions.jsonl")
-    assert len(rows) >= 80
+SETS = [("questions.jsonl", "unanswerable.jsonl", 80, 30),
+        ("heldout/questions.jsonl", "heldout/unanswerable.jsonl", 40, 20)]
+
+
+@pytest.mark.parametrize("answerable, _u, least, _l", SETS)
+def test_question_set_is_well_formed(answerable, _u, least, _l):
+    rows = _rows(answerable)
+    assert len(rows) >= least
     assert len({r["id"] for r in rows}) == len(rows)
     assert {r["kind"] for r in rows} == KINDS
     for r in rows:
@@ -27,21 +37,30 @@ def test_question_set_is_well_formed():
         assert all(len(e.split()) >= 3 for e in r["evidence"]), r["id"]
 
 
-def test_unanswerable_set_is_well_formed():
-    rows = _rows("unanswerable.jsonl")
-    assert len(rows) >= 30 and len({r["id"] for r in rows}) == len(rows)
+@pytest.mark.parametrize("_a, unanswerable, _l, least", SETS)
+def test_unanswerable_set_is_well_formed(_a, unanswerable, _l, least):
+    rows = _rows(unanswerable)
+    assert len(rows) >= least and len({r["id"] for r in rows}) == len(rows)
     assert all(r["question"].strip() and r["why"].strip() for r in rows)
 
 
+def test_held_out_questions_are_not_tuning_questions():
+    tuning = {r["question"].lower() for r in _rows("questions.jsonl") + _rows("unanswerable.jsonl")}
+    held = [r for r in _rows("heldout/questions.jsonl") + _rows("heldout/unanswerable.jsonl")]
+    assert not [r["id"] for r in held if r["question"].lower() in tuning]
+    assert not {r["id"] for r in held} & {r["id"] for r in _rows("questions.jsonl") + _rows("unanswerable.jsonl")}
+
+
 @pytest.mark.model
-def test_every_evidence_quote_occurs_in_the_papers(real_index):
+@pytest.mark.parametrize("answerable", [s[0] for s in SETS])
+def test_every_evidence_quote_occurs_in_the_papers(real_index, answerable):
     """The first quote is in the question's own document; any other (a second passage that answers
     the question as well, found by judging the pooled results) is in some bundled document."""
     from indexer.store import load_index
 
     texts = {doc_id: normalise(t) for doc_id, t in load_index(real_index).texts.items()}
     missing = []
-    for r in _rows("questions.jsonl"):
+    for r in _rows(answerable):
         first, *others = [normalise(e) for e in r["evidence"]]
         if first not in texts.get(r["doc"], ""):
             missing.append((r["id"], r["evidence"][0][:80]))

@@ -166,6 +166,22 @@ def test_summary_page_quotes_the_ablation(tmp_path):
     assert "| without best-sentence score | 0.500 | 0.900 |" in page
 
 
+def test_summary_page_reports_the_held_out_set_apart(tmp_path):
+    import json
+
+    from evals.summary import summarise
+
+    for folder, value in (("ask", 0.75), ("heldout_ask", 0.64)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "metrics.json").write_text(json.dumps({"ask": {
+            "answered_with_evidence": value, "answered_found": 0.9, "declined_unanswerable": 0.6,
+            "non_verbatim_quotes": 0, "n_answerable": 50, "n_unanswerable": 25}}))
+    page = summarise(tmp_path, tmp_path / "RESULTS.md").read_text()
+    tuning, held = page.split("# Held-out questions")
+    assert "(target ≥ 0.90) | 0.750 |" in tuning and "0.640" not in tuning
+    assert "on the held-out questions (evals/heldout/)" in held and "(target ≥ 0.90) | 0.640 |" in held
+
+
 def test_every_ablation_switches_off_a_real_setting():
     from evals.run import ABLATIONS
     from service.config import ServiceSettings
