@@ -45,9 +45,15 @@ QUOTE_WORDS = 40  # a quote shorter than this many words takes in the sentences 
 # "How many / how much / what share" asks for a figure: quotes without one do not answer it, however
 # close their topic ("how many GP practices are there in Westminster?" drew quotes about GP practices).
 # Every such question in the eval sets, tuning and held-out, has a number in its gold evidence.
-ASKS_FIGURE = re.compile(r"(?i)\bhow (many|much|long|big)\b|\bwhat (share|proportion|percentage|number|rate|amount)\b")
+ASKS_FIGURE = re.compile(r"(?i)\bhow (many|much|long|big)\b|\bwhat (share|proportion|percentage|number|rate|amount)\b"
+                         r"|\bwhat (is|are|was|were)\b[^?]*\b(rates?|budget|cost|total|figure|percentage|proportion|uptake|amount)\b")
 FIGURE = re.compile(r"(?i)\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
                     r"fifty|hundred|thousand|million|half|third|quarter|dozen|double|twice|\w+fold|all|none)\b")
+# Digits that name a time or a place in the papers rather than a quantity: years ("2021-22"),
+# quarters, dates ("31 July", "Mar-18"), paragraph numbers ("1.20 ") and page references.
+NOT_A_FIGURE = re.compile(r"(?i)^\s*\d+(\.\d+)+\s|\b(19|20)\d\d(/\d\d|-\d\d)?\b|\bq[1-4]\b"
+                          r"|\b\d{1,2}(st|nd|rd|th)?\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*"
+                          r"|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*-\d\d\b|\bpages?\s+\d+(\s*-\s*\d+)?")
 QUARTER = re.compile(r"(?i)\b(?:q|quarter\s*)([1-4])\b")
 NO_RESOLUTION = ("I found no resolution on this in the minutes I have; "
                  "the nearest passages in the papers say:")
@@ -303,7 +309,7 @@ def _periods_covered(question: str, chosen: list[Sentence]) -> bool:
 
 def _figure_given(question: str, chosen: list[Sentence]) -> bool:
     """A question asking for a figure is answered only by quotes that hold one."""
-    return not ASKS_FIGURE.search(question) or any(FIGURE.search(s.text) for s in chosen)
+    return not ASKS_FIGURE.search(question) or any(FIGURE.search(NOT_A_FIGURE.sub(" ", s.text)) for s in chosen)
 
 
 _GENERIC = frozenset(tokenize("board boards council committee meeting health wellbeing members member "

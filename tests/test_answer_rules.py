@@ -61,3 +61,9 @@ def test_a_question_asking_for_a_figure_needs_a_quote_holding_one():
                          [_quote("There are 38 GP practices in Westminster.")])
     assert _figure_given("what share of schools are rated good?", [_quote("Nine in ten schools are good or better.")])
     assert _figure_given("who chairs the board?", [_quote("Cllr Helena Hart chairs the board.")])  # not a figure question
+    # Years, dates, quarters and paragraph numbers are not the figure asked for.
+    assert not _figure_given("what is the MMR vaccination uptake rate in Westminster?",
+                             [_quote("1.2 MMR uptake in Westminster was discussed on 20 November 2014 and in Q3 2015/16.")])
+    assert _figure_given("what is the MMR vaccination uptake rate in Westminster?", [_quote("MMR uptake was 72.5%.")])
+    assert _figure_given("how many foster carers came from the campaign?",
+                         [_quote("22 new foster carers were approved directly from this campaign.")])
