@@ -42,6 +42,7 @@ QUOTE_MARGIN = 0.2
 W_DENSE, W_OVERLAP, RESOLUTION_BONUS, SHORT_PENALTY, SHORT_WORDS = 0.5, 0.2, 0.15, 0.1, 8
 W_PASSAGE = 0.2  # weight of the passage's retrieval score when ordering quotes (not in the evidence score)
 QUOTE_WORDS = 40  # a quote shorter than this many words takes in the sentences after it (same passage)
+SHOWN_WORDS = 50  # words of a (non-resolution) quote shown in the answer; its citation holds all of it
 # "How many / how much / what share" asks for a figure: quotes without one do not answer it, however
 # close their topic ("how many GP practices are there in Westminster?" drew quotes about GP practices).
 # Every such question in the eval sets, tuning and held-out, has a number in its gold evidence.
@@ -202,9 +203,12 @@ class Answerer:
             if any(o.chunk.doc_id == s.chunk.doc_id and (abs(o.start - s.start) < 5 or o.start <= s.start < o.end)
                    for o in chosen):
                 continue  # the same sentence, or one already quoted inside a widened quote
-            if any(_similar(o.text, s.text) for o in chosen):
+            wide = self._widen(s)
+            # Compared once widened too: a sentence can take in the very text already quoted (a
+            # summary paragraph repeated in the report's body), or overlap a quote from its start.
+            if any(_similar(o.text, s.text) or _similar(o.text, wide.text) or _overlaps(o, wide) for o in chosen):
                 continue
-            chosen.append(self._widen(s))
+            chosen.append(wide)
         return chosen, evidence
 
     def _widen(self, s: Sentence) -> Sentence:
@@ -260,21 +264,31 @@ class Answerer:
     # ------------------------------------------------------------ composition
 
     def _compose(self, chosen: list[Sentence]) -> tuple[str, list[AskCitation]]:
+        """One line per quote, grouped under the paper and meeting they come from (named once), in
+        the order those sources first appear; [n] follows the text so [1] is read first."""
+        groups: dict[tuple[bool, str], list[Sentence]] = {}
+        for s in chosen:
+            groups.setdefault((s.chunk.kind == "resolution", _meeting_phrase(s.chunk)), []).append(s)
         lines, citations = [], []
-        for n, s in enumerate(chosen, 1):
-            c = s.chunk
-            where = _meeting_phrase(c)
-            quote = s.text.strip()
-            lead = "The board resolved" if c.kind == "resolution" else where[0].upper() + where[1:]
-            if c.kind == "resolution":
-                lines.append(f"{lead} ({where}): “{_one_line(quote)}” [{n}]")
+        for (resolution, where), quotes in groups.items():
+            lead = f"The board resolved ({where})" if resolution else where[0].upper() + where[1:]
+            shown = []
+            for s in quotes:
+                c = s.chunk
+                quote = s.text.strip()
+                n = len(citations) + 1
+                # A resolution is shown whole (its numbered parts are the answer); other quotes are
+                # cut to SHOWN_WORDS in the answer, and the citation opens all of it.
+                shown.append(f"“{_one_line(quote) if resolution else _shorten(quote)}” [{n}]")
+                citations.append(AskCitation(
+                    n=n, quote=quote, document_id=c.doc_id, title=c.title, council=c.council, body=c.body,
+                    meeting_date=c.meeting_date, agenda_item=c.agenda_item, page=c.page,
+                    char_start=s.start, char_end=s.start + len(quote),
+                ))
+            if len(shown) == 1:
+                lines.append(f"{lead}: {shown[0]}")
             else:
-                lines.append(f"{lead}: “{_one_line(quote)}” [{n}]")
-            citations.append(AskCitation(
-                n=n, quote=quote, document_id=c.doc_id, title=c.title, council=c.council, body=c.body,
-                meeting_date=c.meeting_date, agenda_item=c.agenda_item, page=c.page,
-                char_start=s.start, char_end=s.start + len(quote),
-            ))
+                lines += [f"{lead}:", *(f"• {line}" for line in shown)]
         return "\n".join(lines), citations
 
     def stream_events(self, req: AskRequest):
@@ -328,9 +342,18 @@ def _is_label(text: str, c: Chunk) -> bool:
     return t == (c.title or "").lower() or any(t == h.lower() for h in c.heading_path)
 
 
+def _overlaps(a: Sentence, b: Sentence) -> bool:
+    return a.chunk.doc_id == b.chunk.doc_id and a.start < b.end and b.start < a.end
+
+
 def _similar(a: str, b: str) -> bool:
     ta, tb = set(tokenize(a)), set(tokenize(b))
     return bool(ta and tb) and len(ta & tb) / min(len(ta), len(tb)) > 0.8
+
+
+def _shorten(text: str) -> str:
+    words = _one_line(text).split()
+    return " ".join(words) if len(words) <= SHOWN_WORDS else " ".join(words[:SHOWN_WORDS]) + " …"
 
 
 def _one_line(text: str) -> str:

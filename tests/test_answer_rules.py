@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 from indexer.records import Chunk
-from service.answer import Sentence, _figure_given, _holds_topic, _periods_covered, _topic_terms
+from service.answer import SHOWN_WORDS, Answerer, Sentence, _figure_given, _holds_topic, _periods_covered, _topic_terms
 
 
 def _chunk(text: str, *, title: str = "Report", heading: tuple[str, ...] = ("Pack", "Item 7: Screening"),
@@ -67,3 +68,27 @@ def test_a_question_asking_for_a_figure_needs_a_quote_holding_one():
     assert _figure_given("what is the MMR vaccination uptake rate in Westminster?", [_quote("MMR uptake was 72.5%.")])
     assert _figure_given("how many foster carers came from the campaign?",
                          [_quote("22 new foster carers were approved directly from this campaign.")])
+
+
+def test_answer_names_each_meeting_once_and_shortens_long_quotes_but_not_their_citations():
+    long_text = " ".join(f"word{i}" for i in range(SHOWN_WORDS + 20))
+    chosen = [_quote("The grant for 2019/20 is £16.703m."), _quote(long_text),
+              _quote("The grant was £967,402.", meeting=date(2015, 1, 22))]
+    answer, citations = Answerer._compose(None, chosen)
+    lines = answer.splitlines()
+    assert lines[0] == "Report to the London Borough of Barnet Health & Wellbeing Board meeting of 8 March 2018, 7:"
+    assert lines[1] == "• “The grant for 2019/20 is £16.703m.” [1]"
+    assert lines[2].startswith("• “word0 word1") and lines[2].endswith(f"word{SHOWN_WORDS - 1} …” [2]")
+    assert lines[3].startswith("Report to the London Borough of Barnet Health & Wellbeing Board meeting of 22 January 2015")
+    assert lines[3].endswith(": “The grant was £967,402.” [3]")
+    assert [c.n for c in citations] == [1, 2, 3]
+    assert citations[1].quote == long_text and citations[1].char_end - citations[1].char_start == len(long_text)
+
+
+def test_a_resolution_is_shown_whole():
+    text = "RESOLVED that: " + " ".join(f"part{i}" for i in range(SHOWN_WORDS + 20))
+    res = Sentence(dataclasses.replace(_chunk(text), kind="resolution", document_type="minutes"), 0, len(text), text, 0.0)
+    answer, _ = Answerer._compose(None, [res])
+    assert answer.startswith("The board resolved (minutes of the London Borough of Barnet Health & Wellbeing Board "
+                             "meeting of 8 March 2018, 7): “RESOLVED that:")
+    assert f"part{SHOWN_WORDS + 19}” [1]" in answer
