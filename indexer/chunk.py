@@ -34,6 +34,7 @@ _SENTENCE_END = re.compile(
     r"|(?<=[.!?])(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\betc\.)(?<!\bcf\.)(?<!\bvs\.)(?<!\bal\.)(?<!\bapprox\.)\s+(?=[a-z])"
 )
 _WORD = re.compile(r"\S+")
+_HAS_WORD = re.compile(r"[^\W_]")  # a letter or digit in any script
 
 # Kept from the model's budget for the joins between prefix, header note and text, which a
 # tokenizer may count differently together than apart.
@@ -113,6 +114,8 @@ def chunk_document(
         budget = _Budget(settings.target_tokens, model_budget, count_tiktoken, count_model)
         for span in _spans(doc.text, els, block, budget):
             text = doc.text[span.start:span.end]
+            if not _HAS_WORD.search(text):
+                continue  # a rule of dashes or dots split off a table says nothing to search for
             table_note = header.note if header and span.start > header.start else ""
             embed_text = f"{prefix}\n{table_note}{text}"
             out.append(
@@ -173,12 +176,20 @@ def _page_at(els: tuple[Element, ...], pos: int) -> int | None:
 def _table_header(block: Block, els: tuple[Element, ...], room: int, count_model: TokenCounter) -> _TableHeader | None:
     # The first row, wherever it sits: structure keeps a heading together with the table below it.
     row = next((e for e in els if e.kind == "table"), None) if block.kind == "table" else None
-    if row is None:
+    if row is None or not _looks_like_header(row.text):
         return None
     note = f"Table columns: {row.text}\n"
     tokens = count_model(note)
     # A header taking over half of what the model sees would leave too little room for the rows.
     return _TableHeader(row.start, note, tokens) if tokens <= room // 2 else None
+
+
+def _looks_like_header(row: str) -> bool:
+    """Column names are words; a first row whose cells are mostly figures is data (a table with no
+    header row), and repeating it above later rows would label them with one row's values."""
+    cells = [c for c in (x.strip() for x in row.split("\t")) if c]
+    figures = sum(bool(re.search(r"\d", c)) and not re.search(r"[A-Za-z]{3,}", c) for c in cells)
+    return bool(cells) and figures * 2 <= len(cells)
 
 
 def _spans(text: str, els: tuple[Element, ...], block: Block, budget: _Budget) -> list[_Span]:

@@ -457,3 +457,23 @@ def test_table_header_too_long_to_repeat_is_not(chunk_settings, count_tiktoken, 
     assert len(chunks) >= 3
     assert not any("Table columns:" in c.embed_text for c in chunks)
     assert_within_bounds(chunks, count_tiktoken, count_model, max_model_tokens)
+
+
+def test_first_row_of_figures_is_not_repeated_as_a_header(chunk_settings, count_tiktoken, count_model):
+    # A table with no header row: its first row is data, and would mislabel the rows after it.
+    rows = [("table", f"Ward {i}\t{i * 3}%\t{i * 7}\t{i}.5") for i in range(60)]
+    rows[0] = ("table", "12\t8.5%\t(310)\t1.1")
+    doc, st, chunks = chunk_handmade([("heading", "Performance", 2)] + rows, chunk_settings, count_tiktoken, count_model)
+    assert len([c for c in chunks if c.kind == "table"]) >= 2
+    assert not any("Table columns:" in c.embed_text for c in chunks)
+
+
+def test_a_span_of_dashes_alone_is_not_a_chunk(chunk_settings, count_tiktoken, count_model):
+    # A rule of dashes with no space in it, too long for one chunk (the 2019 pack has one): it is
+    # cut in halves, and halves of dashes alone are not passages.
+    rule = "-" * 3000
+    items = [("heading", "Budget", 2), ("text", "The budget for the year was agreed by the Board in March."),
+             ("text", rule), ("text", "Spending was reported against each line of the budget.")]
+    doc, st, chunks = chunk_handmade(items, chunk_settings, count_tiktoken, count_model)
+    assert chunks and all(any(ch.isalnum() for ch in c.text) for c in chunks)
+    assert "The budget for the year" in " ".join(c.text for c in chunks)
