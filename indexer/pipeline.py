@@ -129,8 +129,9 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
         parsed = _parse_or_skip(src, settings, report, skipped_sha)
         if parsed is not None:
             fresh[src.doc_id] = parsed
-    for src in _gained_a_council(sources, fresh, reused, previous):
-        # Indexed before without a council, which a paper new to this build now gives.
+    for src in _council_changed(sources, fresh, reused, previous):
+        # Indexed before without a council, which a paper new to this build now gives, or with
+        # one taken from papers that are gone or changed.
         reused.discard(src.doc_id)
         parsed = _parse_or_skip(src, settings, report, skipped_sha)
         if parsed is not None:
@@ -354,17 +355,32 @@ def _resolve_all(sources: list[SourceFile], fresh: dict[str, ParsedDocument],
     return {doc_id: _fill_council(meta, notes, known) for doc_id, (meta, notes) in resolved.items()}
 
 
-def _gained_a_council(sources: list[SourceFile], fresh: dict[str, ParsedDocument], reused: set[str],
-                      previous: store.LoadedIndex | None) -> list[SourceFile]:
-    """Unchanged documents indexed without a council that the corpus can now give them."""
+def _council_changed(sources: list[SourceFile], fresh: dict[str, ParsedDocument], reused: set[str],
+                     previous: store.LoadedIndex | None) -> list[SourceFile]:
+    """Unchanged documents whose council the rest of the corpus now decides differently: one
+    indexed without a council that a new paper can give, or one whose council was taken from
+    papers since removed or changed (it would otherwise keep that council until edited)."""
     old = {d: previous.documents[d] for d in reused} if previous else {}
-    lacking = [s for s in sources if s.doc_id in old and old[s.doc_id].council is None
-               and old[s.doc_id].metadata_source == "detected"]
-    if not lacking:
+    open_ = [s for s in sources if s.doc_id in old and old[s.doc_id].metadata_source == "detected"
+             and (old[s.doc_id].council is None or _borrowed(old[s.doc_id]))]
+    if not open_:
         return []
     metas = [m for m, _ in _resolve_all(sources, fresh, []).values()]
-    known = _councils(metas + list(old.values()))
-    return [s for s in lacking if _council_for(old[s.doc_id], known)]
+    # Only councils the papers state count: a borrowed one would vouch for itself.
+    known = _councils(metas + [r for r in old.values() if not _borrowed(r)])
+    changed = []
+    for s in open_:
+        found = _council_for(old[s.doc_id], known)
+        if (found[0] if found else None) != old[s.doc_id].council:
+            changed.append(s)
+    return changed
+
+
+def _borrowed(rec: DocumentRecord) -> bool:
+    return any(n.startswith(COUNCIL_TAKEN) for n in rec.notes)
+
+
+COUNCIL_TAKEN = "council taken from"  # starts the note of every council filled from other papers
 
 
 def _councils(metas) -> list[tuple[str, str | None, date | None]]:
@@ -385,11 +401,11 @@ def _council_for(meta, known: list[tuple[str, str | None, date | None]]) -> tupl
     everywhere = {c for c, _, _ in known}
     if len(same_meeting) == 1:
         meeting = f"{meta.body} meeting of {format_date(meta.meeting_date)}"
-        return same_meeting.pop(), f"council taken from the other papers of the {meeting}"
+        return same_meeting.pop(), f"{COUNCIL_TAKEN} the other papers of the {meeting}"
     if not same_meeting and len(same_body) == 1:
-        return same_body.pop(), f"council taken from the other {meta.body} papers in the corpus"
+        return same_body.pop(), f"{COUNCIL_TAKEN} the other {meta.body} papers in the corpus"
     if not body and len(everywhere) == 1:
-        return everywhere.pop(), "council taken from the only council named in the corpus"
+        return everywhere.pop(), f"{COUNCIL_TAKEN} the only council named in the corpus"
     return None
 
 

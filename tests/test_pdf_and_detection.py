@@ -341,6 +341,18 @@ def test_reused_paper_gets_the_council_a_new_paper_brings(kent_corpus, settings_
     assert _records(settings, fake_encoder)["24-00115 - EqIA.txt"].council == "Kent County Council"
 
 
+def test_reused_paper_loses_a_council_whose_source_is_gone(kent_corpus, settings_for, fake_encoder):
+    settings = settings_for(kent_corpus.parent)
+    assert _records(settings, fake_encoder)["24-00115 - EqIA.txt"].council == "Kent County Council"
+    for paper in [*kent_corpus.glob("*Agenda frontsheet*"), *kent_corpus.glob("*pack*")]:
+        paper.unlink()  # the papers that named Kent leave the corpus; the EqIA itself is unchanged
+    (kent_corpus / "hwb-notes.txt").write_text("London Borough of Barnet\n\nHealth and Wellbeing Board notes\n")
+    eqia = _records(settings, fake_encoder)["24-00115 - EqIA.txt"]
+    assert eqia.council is None and "council not detected" in eqia.notes
+    index = store.load_index(settings.index_dir)
+    assert all(c.council is None for c in index.chunks if c.doc_id == eqia.id)
+
+
 def test_pdf_agenda_numbers_join_their_items(tmp_path):
     path = _placed_pdf(tmp_path / "cabinet__2025-01-30__Agenda frontsheet.pdf", [_body(
         "AGENDA", "CABINET", "Thursday, 30th January, 2025, at 10.00 am",
