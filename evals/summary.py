@@ -1,8 +1,9 @@
 """One results page from the evaluation runs: `python -m evals summary --out evals/out`.
 
 Reads the metrics.json each subcommand wrote under OUT (run/, ablate/, ask/, decisions/, cranfield/,
-scifact/, and heldout_run/, heldout_ask/ for the held-out questions), writes evals/RESULTS.md (the tables the README quotes) and copies the recall@k plot
-beside it, so the committed numbers always come from one command (`make evals`).
+scifact/, and heldout_run/, heldout_ask/ for the held-out questions), writes evals/RESULTS.md (the
+tables the README quotes) and copies the recall@k plot beside it, so the committed numbers always
+come from one command (`make evals`).
 """
 
 from __future__ import annotations

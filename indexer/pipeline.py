@@ -38,6 +38,7 @@ from indexer.structure import AGENDA_STAMP, agenda_title, detect_front_sheet, di
 log = logging.getLogger(__name__)
 
 ISO_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
+COUNCIL_TAKEN = "council taken from"  # starts the note of every council filled from other papers
 
 # Bump when parsing, structure or chunking changes what a build produces from the same file.
 PIPELINE_VERSION = 8  # 7: sentence spans and vectors; 8: no dash-only chunks, no figure rows as table headers
@@ -361,15 +362,15 @@ def _council_changed(sources: list[SourceFile], fresh: dict[str, ParsedDocument]
     indexed without a council that a new paper can give, or one whose council was taken from
     papers since removed or changed (it would otherwise keep that council until edited)."""
     old = {d: previous.documents[d] for d in reused} if previous else {}
-    open_ = [s for s in sources if s.doc_id in old and old[s.doc_id].metadata_source == "detected"
+    undecided = [s for s in sources if s.doc_id in old and old[s.doc_id].metadata_source == "detected"
              and (old[s.doc_id].council is None or _borrowed(old[s.doc_id]))]
-    if not open_:
+    if not undecided:
         return []
     metas = [m for m, _ in _resolve_all(sources, fresh, []).values()]
     # Only councils the papers state count: a borrowed one would vouch for itself.
     known = _councils(metas + [r for r in old.values() if not _borrowed(r)])
     changed = []
-    for s in open_:
+    for s in undecided:
         found = _council_for(old[s.doc_id], known)
         if (found[0] if found else None) != old[s.doc_id].council:
             changed.append(s)
@@ -379,8 +380,6 @@ def _council_changed(sources: list[SourceFile], fresh: dict[str, ParsedDocument]
 def _borrowed(rec: DocumentRecord) -> bool:
     return any(n.startswith(COUNCIL_TAKEN) for n in rec.notes)
 
-
-COUNCIL_TAKEN = "council taken from"  # starts the note of every council filled from other papers
 
 
 def _councils(metas) -> list[tuple[str, str | None, date | None]]:
