@@ -45,7 +45,7 @@ run: index serve
 test: install-dev /usr/bin/chromium
 	$(PY) -m pytest
 
-# Every number in evals/RESULTS.md (and the README's tables): about 30 minutes here, most of it SciFact.
+# Every number in evals/RESULTS.md (and the README's tables): about 25 minutes here, most of it SciFact.
 EVALS_OUT ?= evals/out
 evals: install-dev index
 	$(PY) -m evals run --index $(INDEX) --retrievers bm25,dense,hybrid --out $(EVALS_OUT)/run
