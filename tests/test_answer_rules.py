@@ -66,6 +66,12 @@ def test_a_question_asking_for_a_figure_needs_a_quote_holding_one():
     assert not _figure_given("what is the MMR vaccination uptake rate in Westminster?",
                              [_quote("1.2 MMR uptake in Westminster was discussed on 20 November 2014 and in Q3 2015/16.")])
     assert _figure_given("what is the MMR vaccination uptake rate in Westminster?", [_quote("MMR uptake was 72.5%.")])
+    # Nor are references to other papers, or "all" (a resolution asking to improve uptake for all).
+    assert not _figure_given("how many GP practices are there in Westminster?",
+                             [_quote("7.1 At its last meeting (Minute 6), the Board received a report on GP practices; "
+                                     "see Appendix 2 and pages 43 - 52.")])
+    assert not _figure_given("what is the MMR uptake rate?",
+                             [_quote("That a report set out how uptake for all immunisations could be improved.")])
     assert _figure_given("how many foster carers came from the campaign?",
                          [_quote("22 new foster carers were approved directly from this campaign.")])
 

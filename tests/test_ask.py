@@ -79,7 +79,7 @@ def test_whole_question_set_evidence_rate(whole_set_rates):
     assert whole_set_rates["evidence"] >= 0.68, whole_set_rates
 
 
-# 38/45 (84%) declined at found_threshold 0.34 when measured (evals/RESULTS.md); the target is 80%.
+# 39/45 (87%) declined at found_threshold 0.34 when measured (evals/RESULTS.md); the target is 80%.
 def test_whole_unanswerable_set_declined_rate(whole_set_rates):
     assert whole_set_rates["declined"] >= 0.78, whole_set_rates
 
