@@ -24,7 +24,7 @@ def _load(folder: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def retrieval_section(m: Mapping, source: str = "evals/questions.jsonl") -> list[str]:
+def retrieval_section(m: Mapping, source: str = "evals/questions.jsonl", plot: bool = True) -> list[str]:
     lines = [f"## Retrieval on {source}", "",
              f"{next(iter(m.values()))['n']} questions; a passage counts when it holds a contiguous run of ≥ 60% of an "
              "evidence quote's words. Targets: hybrid Recall@5 ≥ 0.90 and MRR@10 ≥ 0.75.", ""]
@@ -37,8 +37,8 @@ def retrieval_section(m: Mapping, source: str = "evals/questions.jsonl") -> list
         n = next(v["per_kind"][kind]["n"] for v in m.values() if kind in v.get("per_kind", {}))
         rows.append([f"{kind} ({n})", *[f"{_f(v['per_kind'][kind].get('recall@5'))} / {_f(v['per_kind'][kind].get('mrr@10'))}"
                                          for v in m.values() if kind in v.get("per_kind", {})]])
-    lines += [_table(rows, ["kind", *m.keys()]), "", "![recall@k](recall_at_k.png)", ""]
-    return lines
+    lines += [_table(rows, ["kind", *m.keys()]), ""]
+    return lines + (["![recall@k](recall_at_k.png)", ""] if plot else [])
 
 
 def ablation_section(m: Mapping) -> list[str]:
@@ -94,12 +94,11 @@ def summarise(out: Path, dest: Path) -> Path:
         found = True
     held = []
     if (m := _load(out / "heldout_run")) is not None:
-        held += retrieval_section(m, "the held-out questions (evals/heldout/questions.jsonl)")
+        held += retrieval_section(m, "the held-out questions (evals/heldout/questions.jsonl)", plot=False)
     if (m := _load(out / "heldout_ask")) is not None:
         held += ask_section(m, "the held-out questions (evals/heldout/)")
     if held:
         # Held-out numbers are the honest estimate: nothing was tuned on these questions.
-        held = [line for line in held if not line.startswith("![recall@k]")]
         lines += ["# Held-out questions", "",
                   "Written without looking at the service and never used to choose a weight or threshold; "
                   "the numbers above were tuned on their own questions.", "", *held]

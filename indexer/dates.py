@@ -18,11 +18,11 @@ MONTHS = {
     )
     for name in names
 }
-_MONTH_ALT = "|".join(sorted(MONTHS, key=len, reverse=True))
+MONTH_ALT = "|".join(sorted(MONTHS, key=len, reverse=True))  # longest first: "march" before "mar"
 DAY_MONTH_YEAR = re.compile(
-    rf"(?i)\b(\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s+({_MONTH_ALT})\.?,?\s+(\d{{4}})\b"
+    rf"(?i)\b(\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s+({MONTH_ALT})\.?,?\s+(\d{{4}})\b"
 )
-MONTH_YEAR = re.compile(rf"(?i)\b({_MONTH_ALT})\.?,?\s+(\d{{4}})\b")
+MONTH_YEAR = re.compile(rf"(?i)\b({MONTH_ALT})\.?,?\s+(\d{{4}})\b")
 ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 

@@ -9,10 +9,10 @@ rather than per question also keeps `/ask` from running the model over every can
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator, Sequence
 
+from indexer.chunk import content_hash
 from indexer.records import Chunk, SentenceSpan
 
 # A sentence ends at ". ! ? ;" followed by a capital, digit or opening quote, or at a line break
@@ -48,6 +48,5 @@ def sentence_spans(chunks: Sequence[Chunk], texts: dict[str, str], model_name: s
     for row, c in enumerate(chunks):
         text = texts[c.doc_id]
         for s, e in split(text, c.char_start, c.char_end):
-            digest = hashlib.sha256(f"{model_name}\x00{embed_text(c, text[s:e])}".encode()).hexdigest()[:24]
-            out.append(SentenceSpan(row, s, e, digest))
+            out.append(SentenceSpan(row, s, e, content_hash(model_name, embed_text(c, text[s:e]))))
     return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.dates import YEAR, format_date
+from indexer.dates import MONTH_ALT, YEAR, format_date
 from indexer.lexical import tokenize
 from indexer.records import Chunk
 from indexer.sentences import embed_text as sentence_embed_text
@@ -51,14 +51,15 @@ ASKS_FIGURE = re.compile(r"(?i)\bhow (many|much|long|big)\b|\bwhat (share|propor
                          r"|\bwhat (is|are|was|were)\b[^?]*\b(rates?|budget|cost|total|figure|percentage|proportion|uptake|amount)\b")
 FIGURE = re.compile(r"(?i)\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
                     r"fifty|hundred|thousand|million|half|third|quarter|dozen|double|twice|\w+fold)\b")
+QUARTER = re.compile(r"(?i)\b(?:q|quarter\s*)([1-4])\b")
 # Digits that name a time or a place in the papers rather than a quantity: years ("2021-22"),
 # quarters, dates ("31 July", "Mar-18"), paragraph numbers ("1.20 ") and references ("Minute 6",
 # "pages 43 - 52", "Appendix 1").
-NOT_A_FIGURE = re.compile(r"(?i)^\s*\d+(\.\d+)+\s|\b(19|20)\d\d(/\d\d|-\d\d)?\b|\bq[1-4]\b"
-                          r"|\b\d{1,2}(st|nd|rd|th)?\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*"
-                          r"|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*-\d\d\b"
-                          r"|\b(pages?|minute|item|paragraph|appendix|annex|section|table|chart|figure)\s+\d+(\s*-\s*\d+)?")
-QUARTER = re.compile(r"(?i)\b(?:q|quarter\s*)([1-4])\b")
+NOT_A_FIGURE = re.compile(
+    r"(?i)^\s*\d+(?:\.\d+)+\s"  # a paragraph number
+    r"|\b(?:19|20)\d\d(?:/\d\d|-\d\d)?\b|\bq[1-4]\b"  # a year, "2021-22", a quarter
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{MONTH_ALT})\b|\b(?:{MONTH_ALT})-\d\d\b"  # "31 July", "Mar-18"
+    r"|\b(?:pages?|minute|item|paragraph|appendix|annex|section|table|chart|figure)\s+\d+(?:\s*-\s*\d+)?")
 NO_RESOLUTION = ("I found no resolution on this in the minutes I have; "
                  "the nearest passages in the papers say:")
 NOT_FOUND = ("The board papers I have don't appear to cover this. "
@@ -203,13 +204,10 @@ class Answerer:
         for s in scored:
             if len(chosen) == MAX_QUOTES or rank_of(s) < best - QUOTE_MARGIN:
                 break
-            if any(o.chunk.doc_id == s.chunk.doc_id and (abs(o.start - s.start) < 5 or o.start <= s.start < o.end)
-                   for o in chosen):
-                continue  # the same sentence, or one already quoted inside a widened quote
             wide = self._widen(s)
-            # Compared once widened too: a sentence can take in the very text already quoted (a
-            # summary paragraph repeated in the report's body), or overlap a quote from its start.
-            if any(_similar(o.text, s.text) or _similar(o.text, wide.text) or _overlaps(o, wide) for o in chosen):
+            # Skipped: the same sentence again, one inside or running into a quote already chosen,
+            # and one repeating a chosen quote's words (a summary paragraph repeated in the body).
+            if any(_overlaps(o, wide) or _similar(o.text, s.text) or _similar(o.text, wide.text) for o in chosen):
                 continue
             chosen.append(wide)
         return chosen, evidence
