@@ -76,6 +76,14 @@ def ask_report(metrics: Mapping, outcomes, bad_quotes, source: str) -> str:
              "answered_with_evidence: share of answerable questions with found = true and a citation whose quote "
              "(or the document text at its span) holds ≥60% of an evidence quote contiguously. "
              "declined_unanswerable: share of unanswerable questions with found = false.", ""]
+    reasons = sorted({o.reason or "unstated" for o in outcomes if not o.found})
+    if reasons:
+        # Which check declined: the evidence threshold, or a check of what the question asks for.
+        count = lambda answerable, r: sum(not o.found and (o.reason or "unstated") == r and o.answerable == answerable
+                                          for o in outcomes)
+        lines += ["## Why questions were declined", "",
+                  _table([[r, count(False, r), count(True, r)] for r in reasons],
+                         ["reason", "unanswerable (right)", "answerable (wrong)"]), ""]
     ans_missing = [o for o in outcomes if o.answerable and not o.with_evidence]
     lines += [f"## Answerable questions without evidence in the citations ({len(ans_missing)})", ""]
     lines += [f"- {o.id} (found={o.found}, {len(o.citations)} citations) {o.question}" for o in ans_missing]

@@ -202,6 +202,7 @@ class AskOutcome:
     with_evidence: bool
     answer: str
     citations: list[dict]
+    reason: str | None = None  # why /ask declined, when it did
 
 
 def score_ask(questions: Sequence[Question], unanswerable: Sequence[Unanswerable],
@@ -230,12 +231,13 @@ def score_ask(questions: Sequence[Question], unanswerable: Sequence[Unanswerable
         found = bool(resp.get("found"))
         evid = found and any(relevant_any(quote, q.evidence) or (text is not None and relevant_any(text, q.evidence))
                              for quote, text in spans)
-        outcomes.append(AskOutcome(q.id, q.question, True, found, evid, resp.get("answer", ""), resp.get("citations", [])))
+        outcomes.append(AskOutcome(q.id, q.question, True, found, evid, resp.get("answer", ""), resp.get("citations", []),
+                                   resp.get("reason")))
     for u in unanswerable:
         resp = ask(u.question)
         check(u.id, resp)
         outcomes.append(AskOutcome(u.id, u.question, False, bool(resp.get("found")), False,
-                                   resp.get("answer", ""), resp.get("citations", [])))
+                                   resp.get("answer", ""), resp.get("citations", []), resp.get("reason")))
     ans = [o for o in outcomes if o.answerable]
     una = [o for o in outcomes if not o.answerable]
     n_cit = sum(len(o.citations) for o in outcomes)

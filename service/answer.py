@@ -62,10 +62,17 @@ NOT_A_FIGURE = re.compile(
     r"|\b(?:pages?|minute|item|paragraph|appendix|annex|section|table|chart|figure)\s+\d+(?:\s*-\s*\d+)?")
 NO_RESOLUTION = ("I found no resolution on this in the minutes I have; "
                  "the nearest passages in the papers say:")
-NOT_FOUND = ("The board papers I have don't appear to cover this. "
-             "The nearest passages are listed below in case they help.")
-NOT_FOUND_IN = ("The {council} papers I have don't appear to cover this. "
-                "The nearest passages are listed below in case they help.")
+# Why a question was declined, and what the member is told. Past the evidence threshold, a decline
+# says what is missing: the papers near the question are about it, but not for the period asked,
+# give no figure, or record no decision of the board on it.
+NEAREST = "The nearest passages are listed below in case they help."
+DECLINED = {
+    "weak_evidence": "The {papers} I have don't appear to cover this.",
+    "period_not_covered": "The {papers} I have don't appear to cover this for {periods}: "
+                          "the passages nearest to it are about other periods.",
+    "no_figure": "The {papers} I have touch on this but don't appear to give the figure asked for.",
+    "no_decision": "I found no decision of the board on this in the {papers} I have.",
+}
 
 
 @dataclass(frozen=True)
@@ -101,19 +108,16 @@ class Answerer:
         qv = self.retriever.encode_query(query)
         hits = self.retriever.search(query, SENTENCE_HITS, filters, query_vector=qv)
         passages = [search_result(self.retriever.index, i + 1, h.score, h.chunk) for i, h in enumerate(hits[:5])]
-        not_found = NOT_FOUND_IN.format(council=named) if named else NOT_FOUND
+        papers = f"{named} papers" if named else "board papers"
         if not hits:
-            return AskResponse(answer=not_found, found=False, citations=[], passages=[])
+            return _declined("weak_evidence", papers, [])
         topic = _topic_terms(query, self.retriever.council_terms)
         chosen, evidence = self._select(query, topic, hits, qv, wants_decision, filters)
         if evidence < self.settings.found_threshold or not chosen:
-            return AskResponse(answer=not_found, found=False, citations=[], passages=passages)
-        if not _periods_covered(req.question, chosen) or not _figure_given(req.question, chosen) or (
-                wants_decision and not any(_on_topic(topic, s) for s in chosen)):
-            # A decision question none of whose quotes is about its topic is not answered by them.
-            # "Band D council tax for 2024/25": quotes about other years do not answer it, and
-            # "how many ..." is not answered by quotes without a figure.
-            return AskResponse(answer=not_found, found=False, citations=[], passages=passages)
+            return _declined("weak_evidence", papers, passages)
+        reason, periods = _unanswered(req.question, chosen, topic, wants_decision)
+        if reason:
+            return _declined(reason, papers, passages, periods)
         if self.settings.llm_url:
             try:
                 from service.llm import llm_answer
@@ -309,17 +313,45 @@ def _on_topic(topic: set[str], s: Sentence) -> bool:
     return _holds_topic(topic, f"{s.chunk.agenda_item or ''} {' '.join(s.chunk.heading_path)} {s.text}")
 
 
-def _periods_covered(question: str, chosen: list[Sentence]) -> bool:
-    """Every year and quarter the question names appears in a quoted passage (its text, headings,
+def _unanswered(question: str, chosen: list[Sentence], topic: set[str],
+                wants_decision: bool) -> tuple[str | None, list[str]]:
+    """Why quotes that passed the evidence threshold still do not answer the question, if they don't.
+
+    Returns (reason, periods named by the question that no quote reaches); reason is a DECLINED key or None.
+    Three checks of what the question itself asks for, each reading a different part of the quotes:
+    a named year or quarter must be reached, a figure asked for must be given, and a decision
+    asked about must be on the question's topic.
+    """
+    missing = _periods_missing(question, chosen)
+    if missing:
+        return "period_not_covered", missing
+    if not _figure_given(question, chosen):
+        return "no_figure", []
+    if wants_decision and not any(_on_topic(topic, s) for s in chosen):
+        return "no_decision", []
+    return None, []
+
+
+def _declined(reason: str, papers: str, passages: list, periods: list[str] = ()) -> AskResponse:
+    text = DECLINED[reason].format(papers=papers, periods=" or ".join(periods))
+    return AskResponse(answer=f"{text} {NEAREST}", found=False, citations=[], passages=passages, reason=reason)
+
+
+def _periods_missing(question: str, chosen: list[Sentence]) -> list[str]:
+    """The years and quarters the question names that no quoted passage reaches (its text, headings,
     title or meeting date): "Band D council tax for 2024/25" is not answered by other years' figures,
     nor "at the end of Q3 2021-22" by Q2's. Months are not required: tables say "Mar-18", and a
     figure "by December 2018" comes from the January 2019 papers."""
-    years, quarters = set(YEAR.findall(question)), set(QUARTER.findall(question))
+    years, quarters = YEAR.findall(question), QUARTER.findall(question)
     if not (years or quarters):
-        return True
+        return []
     seen = " ".join(f"{s.chunk.text} {' '.join(s.chunk.heading_path)} {s.chunk.title} {s.chunk.meeting_date or ''}"
                     for s in chosen)
-    return years <= set(YEAR.findall(seen)) and quarters <= set(QUARTER.findall(seen))
+    have_years, have_quarters = set(YEAR.findall(seen)), set(QUARTER.findall(seen))
+    # Named as the question writes it ("2024/25", not "2024").
+    missing = [re.search(rf"\b{y}(?:[/-]\d\d(?:\d\d)?)?\b", question).group(0)
+               for y in dict.fromkeys(years) if y not in have_years]
+    return missing + [f"Q{q}" for q in dict.fromkeys(quarters) if q not in have_quarters]
 
 
 def _figure_given(question: str, chosen: list[Sentence]) -> bool:

@@ -150,6 +150,9 @@ class AskResponse(BaseModel):
     citations: list[AskCitation]
     passages: list[SearchResult] = Field(default_factory=list)
     answerer: str = "extractive"
+    # Set when found is false: "weak_evidence" (nothing close enough), "period_not_covered" (not for
+    # the year or quarter asked), "no_figure" (a figure asked for is not given) or "no_decision".
+    reason: str | None = None
 
 
 class DecisionOut(BaseModel):

@@ -6,7 +6,8 @@ import dataclasses
 from datetime import date
 
 from indexer.records import Chunk
-from service.answer import SHOWN_WORDS, Answerer, Sentence, _figure_given, _holds_topic, _periods_covered, _topic_terms
+from service.answer import (SHOWN_WORDS, Answerer, Sentence, _declined, _figure_given, _holds_topic, _periods_missing,
+                            _topic_terms, _unanswered)
 
 
 def _chunk(text: str, *, title: str = "Report", heading: tuple[str, ...] = ("Pack", "Item 7: Screening"),
@@ -39,20 +40,35 @@ def test_more_than_half_of_the_topic_words_must_be_held():
 
 def test_a_named_year_must_appear_in_a_quoted_passage():
     q = "what is Barnet's Band D council tax for 2024/25?"
-    assert not _periods_covered(q, [_quote("Band D council tax is set each year by the council.")])
-    assert _periods_covered(q, [_quote("For 2024/25 the Band D council tax is £1,800.")])
+    assert _periods_missing(q, [_quote("Band D council tax is set each year by the council.")]) == ["2024/25"]
+    assert _periods_missing(q, [_quote("For 2024/25 the Band D council tax is £1,800.")]) == []
     # The passage's title, headings or meeting date count as mentioning it.
-    assert _periods_covered("who chaired the March 2018 meeting?", [_quote("Chairman: Cllr Helena Hart")])
-    assert _periods_covered("how many schools signed up?", [_quote("16 schools")])  # no year named
+    assert _periods_missing("who chaired the March 2018 meeting?", [_quote("Chairman: Cllr Helena Hart")]) == []
+    assert _periods_missing("how many schools signed up?", [_quote("16 schools")]) == []  # no year named
 
 
 def test_a_named_quarter_must_appear_in_a_quoted_passage():
     q = "how many households were in temporary accommodation at the end of Q3 2021-22?"
     q2_only = _quote("At the end of Q2 2021/22 there were 2,312 households in temporary accommodation.",
                      title="Barnet Plan 2021-22 Q2", meeting=None)
-    assert not _periods_covered(q, [q2_only])
-    assert _periods_covered(q.replace("Q3", "Q2"), [q2_only])
-    assert _periods_covered(q.replace("Q3", "quarter 2"), [q2_only])
+    assert _periods_missing(q, [q2_only]) == ["Q3"]
+    assert _periods_missing(q.replace("Q3", "Q2"), [q2_only]) == []
+    assert _periods_missing(q.replace("Q3", "quarter 2"), [q2_only]) == []
+
+
+def test_a_decline_past_the_threshold_says_what_the_quotes_lack():
+    """The period is checked first, then the figure, then (for decision questions) the topic."""
+    other_year = [_quote("In 2019/20 uptake was 64%.", meeting=date(2020, 1, 9))]
+    assert _unanswered("what was the uptake in 2017/18?", other_year, {"uptak"}, False) == (
+        "period_not_covered", ["2017/18"])
+    no_number = [_quote("Uptake of screening was discussed by the board.")]
+    assert _unanswered("what was the screening uptake rate?", no_number, {"screen", "uptak"}, False) == ("no_figure", [])
+    assert _unanswered("what did the board decide on a SEND strategy?", no_number, {"send", "strategi"}, True) == (
+        "no_decision", [])
+    assert _unanswered("what did the board decide on screening?", no_number, {"screen"}, True) == (None, [])
+    r = _declined("period_not_covered", "London Borough of Barnet papers", [], ["2017/18", "Q3"])
+    assert r.found is False and r.citations == [] and r.reason == "period_not_covered"
+    assert r.answer.startswith("The London Borough of Barnet papers I have don't appear to cover this for 2017/18 or Q3")
 
 
 def test_a_question_asking_for_a_figure_needs_a_quote_holding_one():

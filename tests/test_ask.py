@@ -52,7 +52,7 @@ def test_unanswerable_question_is_declined(app_client, uid):
     assert a["found"] is False
     assert a["citations"] == []
     assert a["passages"]
-    assert "don't appear to cover" in a["answer"]
+    assert "don't appear to cover" in a["answer"] and a["reason"] == "weak_evidence"
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +92,25 @@ def test_question_naming_a_council_is_not_answered_from_the_other(app_client, qu
     """Barnet made these decisions, Westminster did not: the answer must not borrow Barnet's."""
     a = ask(app_client, question)
     assert all(c["council"] == council for c in a["citations"]), a["answer"]
-    if not a["found"]:
-        assert f"The {council} papers I have don't appear to cover this" in a["answer"]
+    if not a["found"]:  # the decline names the council whose papers were searched
+        assert f"{council} papers I have" in a["answer"], a["answer"]
 
 
 def test_question_about_a_year_the_papers_do_not_reach_is_declined(app_client):
     a = ask(app_client, "what is Barnet's Band D council tax for 2024/25?")
     assert a["found"] is False and a["citations"] == []
+    # Said as what is missing: the papers near the question are about other years.
+    assert a["reason"] == "period_not_covered" and "for 2024/25" in a["answer"], a["answer"]
+
+
+def test_question_asking_for_a_figure_the_papers_do_not_give_says_so(app_client):
+    a = ask(app_client, "what is the MMR vaccination uptake rate in Westminster?")
+    assert a["found"] is False and a["citations"] == [] and a["passages"]
+    assert a["reason"] == "no_figure" and "don't appear to give the figure" in a["answer"], a["answer"]
+
+
+def test_found_answer_has_no_decline_reason(app_client):
+    assert ask(app_client, CANCER)["reason"] is None
 
 
 def test_decision_question_on_an_unrelated_topic_does_not_quote_another_resolution(app_client):
