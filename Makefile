@@ -53,6 +53,8 @@ evals: install-dev index
 	$(PY) -m evals ask --index $(INDEX) --out $(EVALS_OUT)/ask
 	$(PY) -m evals run --index $(INDEX) --questions evals/heldout/questions.jsonl --out $(EVALS_OUT)/heldout_run
 	$(PY) -m evals ask --index $(INDEX) --questions evals/heldout/questions.jsonl --unanswerable evals/heldout/unanswerable.jsonl --out $(EVALS_OUT)/heldout_ask
+	$(PY) -m evals run --index $(INDEX) --questions evals/heldout2/questions.jsonl --out $(EVALS_OUT)/heldout2_run
+	$(PY) -m evals ask --index $(INDEX) --questions evals/heldout2/questions.jsonl --unanswerable evals/heldout2/unanswerable.jsonl --out $(EVALS_OUT)/heldout2_ask
 	$(PY) -m evals decisions --index $(INDEX) --out $(EVALS_OUT)/decisions
 	$(PY) -m evals cranfield --data ../shared/benchmarks/cranfield --out $(EVALS_OUT)/cranfield
 	$(PY) -m evals beir --data ../shared/benchmarks/scifact --out $(EVALS_OUT)/scifact

@@ -1,7 +1,7 @@
 """One results page from the evaluation runs: `python -m evals summary --out evals/out`.
 
 Reads the metrics.json each subcommand wrote under OUT (run/, ablate/, ask/, decisions/, cranfield/,
-scifact/, and heldout_run/, heldout_ask/ for the held-out questions), writes evals/RESULTS.md (the
+scifact/, and heldout_run/, heldout_ask/, heldout2_run/, heldout2_ask/ for the held-out sets), writes evals/RESULTS.md (the
 tables the README quotes) and copies the recall@k plot beside it, so the committed numbers always
 come from one command (`make evals`).
 """
@@ -76,6 +76,15 @@ def bench_section(name: str, m: Mapping) -> list[str]:
     return lines + [""]
 
 
+# Held-out question sets, oldest first: (folder under evals/, name, how far it is still unseen).
+HELD_OUT = (
+    ("heldout", "1", "Set 1 is no longer wholly unseen: its unanswerable questions and which of them were "
+                     "answered were read while the figure check was refined (see the README)."),
+    ("heldout2", "2", "Set 2 was written for the session that first measured it and was measured once, "
+                      "before any change was judged on it."),
+)
+
+
 def summarise(out: Path, dest: Path) -> Path:
     lines = [f"# Evaluation results ({time.strftime('%Y-%m-%d')})", "",
              "Written by `make evals` (`python -m evals summary`); every number below comes from the "
@@ -93,10 +102,14 @@ def summarise(out: Path, dest: Path) -> Path:
         lines += ask_section(m)
         found = True
     held = []
-    if (m := _load(out / "heldout_run")) is not None:
-        held += retrieval_section(m, "the held-out questions (evals/heldout/questions.jsonl)", plot=False)
-    if (m := _load(out / "heldout_ask")) is not None:
-        held += ask_section(m, "the held-out questions (evals/heldout/)")
+    for folder, name, how in HELD_OUT:
+        part = []
+        if (m := _load(out / f"{folder}_run")) is not None:
+            part += retrieval_section(m, f"held-out set {name} (evals/{folder}/questions.jsonl)", plot=False)
+        if (m := _load(out / f"{folder}_ask")) is not None:
+            part += ask_section(m, f"held-out set {name} (evals/{folder}/)")
+        if part:
+            held += [how, "", *part]
     if held:
         # Held-out numbers are the honest estimate: nothing was tuned on these questions.
         lines += ["# Held-out questions", "",

@@ -1,8 +1,8 @@
 """The question sets themselves: well formed, and every evidence quote really is in the papers.
 
-Two sets: the tuning set (evals/questions.jsonl, evals/unanswerable.jsonl), on which weights and the
-/ask threshold were chosen, and a held-out set (evals/heldout/) written without looking at the
-service, used only to measure.
+The tuning set (evals/questions.jsonl, evals/unanswerable.jsonl), on which weights and the /ask
+threshold were chosen, and two held-out sets (evals/heldout/, evals/heldout2/), each written without
+looking at the service, used only to measure.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def _rows(name: str) -> list[dict]:
 
 
 SETS = [("questions.jsonl", "unanswerable.jsonl", 80, 30),
-        ("heldout/questions.jsonl", "heldout/unanswerable.jsonl", 40, 20)]
+        ("heldout/questions.jsonl", "heldout/unanswerable.jsonl", 40, 20),
+        ("heldout2/questions.jsonl", "heldout2/unanswerable.jsonl", 60, 30)]
 
 
 @pytest.mark.parametrize("answerable, _u, least, _l", SETS)
@@ -44,11 +45,14 @@ def test_unanswerable_set_is_well_formed(_a, unanswerable, _l, least):
     assert all(r["question"].strip() and r["why"].strip() for r in rows)
 
 
-def test_held_out_questions_are_not_tuning_questions():
-    tuning = {r["question"].lower() for r in _rows("questions.jsonl") + _rows("unanswerable.jsonl")}
-    held = [r for r in _rows("heldout/questions.jsonl") + _rows("heldout/unanswerable.jsonl")]
-    assert not [r["id"] for r in held if r["question"].lower() in tuning]
-    assert not {r["id"] for r in held} & {r["id"] for r in _rows("questions.jsonl") + _rows("unanswerable.jsonl")}
+def test_held_out_sets_share_no_question_or_id_with_each_other_or_the_tuning_set():
+    files = [(a, u) for a, u, _, _ in SETS]
+    for i, (a, u) in enumerate(files):
+        rows = _rows(a) + _rows(u)
+        for a2, u2 in files[:i]:
+            earlier = _rows(a2) + _rows(u2)
+            assert not {r["question"].lower() for r in rows} & {r["question"].lower() for r in earlier}, (a, a2)
+            assert not {r["id"] for r in rows} & {r["id"] for r in earlier}, (a, a2)
 
 
 @pytest.mark.model
