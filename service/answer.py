@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.dates import MONTH_ALT, YEAR, format_date
+from indexer.dates import MONTH_ALT, MONTH_YEAR, MONTHS, YEAR, find_month_years, format_date
 from indexer.lexical import tokenize
 from indexer.records import Chunk
 from indexer.sentences import embed_text as sentence_embed_text
@@ -322,7 +322,7 @@ def _unanswered(question: str, chosen: list[Sentence], topic: set[str],
     a named year or quarter must be reached, a figure asked for must be given, and a decision
     asked about must be on the question's topic.
     """
-    missing = _periods_missing(question, chosen)
+    missing = _periods_missing(question, chosen) + (_meetings_missing(question, chosen) if wants_decision else [])
     if missing:
         return "period_not_covered", missing
     if not _figure_given(question, chosen):
@@ -330,6 +330,24 @@ def _unanswered(question: str, chosen: list[Sentence], topic: set[str],
     if wants_decision and not any(_on_topic(topic, s) for s in chosen):
         return "no_decision", []
     return None, []
+
+
+def _meetings_missing(question: str, chosen: list[Sentence]) -> list[str]:
+    """The months a decision question names ("at its November 2018 meeting") that no quote reaches,
+    by its meeting's date or its own words ("the minutes of 18 September 2014 be agreed").
+
+    A decision is dated by the meeting that made it, so here a named month must match: the 8 March
+    2018 resolutions do not answer what the board decided in November 2018. Other questions are
+    not held to months: a table's "Mar-18" answers "as at March 2018".
+    """
+    named = find_month_years(question)
+    if not named:
+        return []
+    reached = {(s.chunk.meeting_date.year, s.chunk.meeting_date.month) for s in chosen if s.chunk.meeting_date}
+    for s in chosen:
+        reached.update(find_month_years(s.text))
+    return [m.group(0) for m in MONTH_YEAR.finditer(question)
+            if (int(m.group(2)), MONTHS[m.group(1).lower()]) not in reached]
 
 
 def _declined(reason: str, papers: str, passages: list, periods: list[str] = ()) -> AskResponse:

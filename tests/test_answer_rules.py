@@ -56,6 +56,19 @@ def test_a_named_quarter_must_appear_in_a_quoted_passage():
     assert _periods_missing(q.replace("Q3", "quarter 2"), [q2_only]) == []
 
 
+def test_a_decision_question_naming_a_month_needs_a_quote_from_that_meeting_or_naming_it():
+    march = _quote("It was RESOLVED that the Board noted the report.", meeting=date(2018, 3, 8))
+    q = "what did barnet's board decide at its november 2018 meeting?"
+    assert _unanswered(q, [march], set(), True) == ("period_not_covered", ["november 2018"])
+    assert _unanswered(q.replace("november", "March"), [march], {"report"}, True) == (None, [])
+    # The month may be the minutes a resolution agrees rather than the meeting that agreed them.
+    approving = _quote("That the minutes of the meeting held on 18 September 2014 be agreed.", meeting=date(2014, 11, 20))
+    assert _unanswered("were the September 2014 minutes agreed?", [approving], {"minut"}, True) == (None, [])
+    # Other questions are not held to months: tables write "Mar-18".
+    assert _unanswered("what share had a health check as at March 2018?", [_quote("Health checks Mar-18 59%")],
+                       set(), False) == (None, [])
+
+
 def test_a_decline_past_the_threshold_says_what_the_quotes_lack():
     """The period is checked first, then the figure, then (for decision questions) the topic."""
     other_year = [_quote("In 2019/20 uptake was 64%.", meeting=date(2020, 1, 9))]

@@ -103,6 +103,13 @@ def test_question_about_a_year_the_papers_do_not_reach_is_declined(app_client):
     assert a["reason"] == "period_not_covered" and "for 2024/25" in a["answer"], a["answer"]
 
 
+def test_decision_question_about_a_meeting_the_papers_do_not_hold_is_declined(app_client):
+    """The bundled papers hold no minutes of an October 2018 meeting: March 2018's resolutions don't answer it."""
+    a = ask(app_client, "what did Barnet's health and wellbeing board decide at its October 2018 meeting?")
+    assert a["found"] is False and a["citations"] == [], a["answer"]
+    assert "October 2018" in a["answer"], a["answer"]
+
+
 def test_question_asking_for_a_figure_the_papers_do_not_give_says_so(app_client):
     a = ask(app_client, "what is the MMR vaccination uptake rate in Westminster?")
     assert a["found"] is False and a["citations"] == [] and a["passages"]
