@@ -42,6 +42,11 @@ _PAGE_NUMBER = re.compile(r"(?i)^[-–\s]*(?:page\s*)?\d{1,4}(?:\s*(?:of|/)\s*\d
 # shorter document).
 RUNNING_PAGES = 3
 _BARE_NUMBER = re.compile(r"^\d{1,2}\.$")
+# PDF table cells (see _join_table_rows): cells of one row start within ROW_TOLERANCE points
+# of the same height; a column's cells start within COLUMN_TOLERANCE points of the same left edge.
+ROW_TOLERANCE = 3.0
+COLUMN_TOLERANCE = 5.0
+MIN_COLUMNS, MIN_ROWS = 2, 3
 # Contact details and phone numbers: on front sheets, never a page's or a document's title.
 CONTACT_LINE = re.compile(
     r"(?i)^(?:telephone|tel|phone|e-?mail|ask for|contact)\b|@|\b0\d{2,4}[ -]?\d{3,4}[ -]?\d{3,4}\b"
@@ -183,7 +188,7 @@ def _partition(path: Path, suffix: str, pdf_strategy: str) -> list[tuple[str, st
 
         found = partition_docx(filename=str(path))
     running = _running_texts(found) if suffix == ".pdf" else None
-    out = []
+    out, boxes = [], []
     for el in found:
         text = el.text or ""
         if el.category in ("PageNumber", "PageBreak", "Image") or not text.strip():
@@ -199,8 +204,66 @@ def _partition(path: Path, suffix: str, pdf_strategy: str) -> list[tuple[str, st
             category = "PageTitle" if category == "Header" else "NarrativeText"
         as_html = getattr(el.metadata, "text_as_html", None) if category == "Table" else None
         out.append((category, text, getattr(el.metadata, "page_number", None), as_html))
+        boxes.append(_box(el))
     if suffix == ".pdf":
-        out = _mark_page_titles(_join_bare_numbers(out))
+        out = _mark_page_titles(_join_bare_numbers(_join_table_rows(out, boxes)))
+    return out
+
+
+def _box(el) -> tuple[float, float, float, float] | None:
+    """(left, top, right, bottom) of an element on its page, when the parser placed it."""
+    points = getattr(getattr(el.metadata, "coordinates", None), "points", None)
+    if not points:
+        return None
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _join_table_rows(raw: list[tuple], boxes: list) -> list[tuple]:
+    """Put a PDF table's cells back into rows: one tab-separated element per row.
+
+    The fast strategy finds no tables; it reads each cell as its own element, and a column
+    it reaches late (a "Shared Outcome" column) ends up after the whole table, so a measure
+    and its owner, deadline and outcome code were never in one passage. Cells of a row start
+    at the same height; a row is taken as a table row only when it has MIN_COLUMNS cells side
+    by side and at least MIN_ROWS - 1 other rows on the page start cells at MIN_COLUMNS of the
+    same places, so two columns of prose, or a heading level with a page number, stay as they were.
+    """
+    rows: list[list[int]] = []
+    for page in dict.fromkeys(r[2] for r in raw):
+        cells = sorted((i for i, r in enumerate(raw) if r[2] == page and boxes[i] and r[3] is None
+                        and "\t" not in r[1]), key=lambda i: boxes[i][1])
+        bands: list[list[int]] = []
+        for i in cells:
+            if bands and boxes[i][1] - boxes[bands[-1][0]][1] <= ROW_TOLERANCE:
+                bands[-1].append(i)
+            else:
+                bands.append([i])
+        candidates = []
+        for band in bands:
+            band.sort(key=lambda i: boxes[i][0])
+            side_by_side = all(boxes[a][2] <= boxes[b][0] + 1 for a, b in zip(band, band[1:]))
+            # "5." beside an item's title is a numbered agenda line (_join_bare_numbers), not a row.
+            numbered = len(band) == 2 and _BARE_NUMBER.match(raw[band[0]][1].strip())
+            if len(band) >= MIN_COLUMNS and side_by_side and not numbered:
+                candidates.append(band)
+        for band in candidates:
+            lefts = [boxes[i][0] for i in band]
+            alike = sum(other is not band and sum(any(abs(boxes[j][0] - x) <= COLUMN_TOLERANCE for j in other)
+                                                  for x in lefts) >= MIN_COLUMNS for other in candidates)
+            if alike >= MIN_ROWS - 1:
+                rows.append(band)
+    if not rows:
+        return raw
+    joined = {min(band): band for band in rows}
+    dropped = {i for band in rows for i in band}
+    out = []
+    for i, r in enumerate(raw):
+        if i in joined:
+            text = "\t".join(" ".join(raw[j][1].split()) for j in joined[i])
+            out.append(("NarrativeText", text, r[2], None))
+        elif i not in dropped:
+            out.append(r)
     return out
 
 

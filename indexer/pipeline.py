@@ -41,7 +41,7 @@ ISO_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 COUNCIL_TAKEN = "council taken from"  # starts the note of every council filled from other papers
 
 # Bump when parsing, structure or chunking changes what a build produces from the same file.
-PIPELINE_VERSION = 8  # 7: sentence spans and vectors; 8: no dash-only chunks, no figure rows as table headers
+PIPELINE_VERSION = 9  # 7: sentence spans and vectors; 8: no dash-only chunks, no figure rows as table headers; 9: PDF table cells joined into rows
 
 
 @dataclass

@@ -26,8 +26,9 @@ def _pdf_string(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def _placed_pdf(path: Path, pages: list[list[tuple[int, str]]]) -> Path:
-    """A minimal PDF with each line at a given height (points from the bottom of a 792pt page).
+def _placed_pdf(path: Path, pages: list[list[tuple]]) -> Path:
+    """A minimal PDF with each line at a given height (points from the bottom of a 792pt page),
+    as (y, text), or at a given place, as (x, y, text).
 
     conftest.make_pdf sets every line from the top margin down; this one can put a line in
     the top or bottom 7% of the page, where unstructured's fast strategy calls it a header
@@ -41,7 +42,8 @@ def _placed_pdf(path: Path, pages: list[list[tuple[int, str]]]) -> Path:
         page_id, content_id = next_id, next_id + 1
         next_id += 2
         page_ids.append(page_id)
-        ops = ["BT", "/F1 11 Tf"] + [f"1 0 0 1 72 {y} Tm ({_pdf_string(t)}) Tj" for y, t in lines] + ["ET"]
+        placed = [(72, *line) if len(line) == 2 else line for line in lines]
+        ops = ["BT", "/F1 11 Tf"] + [f"1 0 0 1 {x} {y} Tm ({_pdf_string(t)}) Tj" for x, y, t in placed] + ["ET"]
         stream = "\n".join(ops).encode("latin-1")
         objects[content_id] = b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
         objects[page_id] = (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
@@ -364,6 +366,24 @@ def test_pdf_agenda_numbers_join_their_items(tmp_path):
     assert "5. 24/00108 - Revenue and Capital Budget Monitoring Report (Pages 11 - 84)" in texts
     meta, _ = pipeline._resolve_meta(_source(path), doc)
     assert meta.document_type == "agenda" and meta.title == "Agenda – Cabinet – 30 January 2025"
+
+
+def test_pdf_table_cells_are_put_back_into_rows(tmp_path):
+    """A measures table read cell by cell: each row becomes one tab-separated table row, even
+    for a column the PDF sets after the whole table; prose beside it stays prose."""
+    rows = [("Commitment", "Led by", "Timescale", "Outcome"),
+            ("Optimise family hubs", "Lead for Family Hubs", "Mar 2026", "SO1"),
+            ("Deliver the Daily Mile in schools", "Active Kent", "Mar 2026", "SO1, SO3"),
+            ("Support parents with anxiety", "Family hubs", "Mar 2027", "SO2")]
+    xs, top = (40, 250, 400, 500), 700
+    first_columns = [(x, top - 40 * r, row[c]) for r, row in enumerate(rows) for c, x in enumerate(xs[:3])]
+    last_column = [(xs[3], top - 40 * r, row[3]) for r, row in enumerate(rows)]  # set after the table
+    prose = [(40, 500, "The programme is reviewed every year."), (300, 500, "Partners report each quarter.")]
+    path = _placed_pdf(tmp_path / "measures.pdf", [first_columns + last_column + prose])
+    doc = parse(_source(path))
+    table = [e.text for e in doc.elements if e.kind == "table"]
+    assert table == ["\t".join(row) for row in rows]
+    assert {e.text for e in doc.elements if e.kind != "table"} == {t for _, _, t in prose}
 
 
 # ---------------------------------------------------------------- 6. Kent minutes and reports
