@@ -26,6 +26,11 @@ class Filters(BaseModel):
         return self
 
 
+# What _clean_query enforces, said in the OpenAPI schema too (so clients and API fuzzers know it);
+# the validator stays the one that enforces it, with its plainer messages.
+QUERY_SCHEMA = {"minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": r"\S"}
+
+
 def _clean_query(value: str) -> str:
     if not value or not value.strip():
         raise ValueError("the query is empty: type a question or some words to search for")
@@ -37,7 +42,7 @@ def _clean_query(value: str) -> str:
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str
+    query: str = Field(json_schema_extra=QUERY_SCHEMA)
     k: int = Field(10, ge=1, le=50)
     filters: Filters = Field(default_factory=Filters)
 
@@ -123,7 +128,7 @@ class Turn(BaseModel):
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str
+    question: str = Field(json_schema_extra=QUERY_SCHEMA)
     history: list[Turn] = Field(default_factory=list, max_length=20)
     filters: Filters = Field(default_factory=Filters)
 
@@ -183,3 +188,15 @@ class DecisionList(BaseModel):
 class Timeline(BaseModel):
     query: str
     decisions: list[DecisionOut]
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx answer: one plain sentence per problem, naming the field (not FastAPI's default list)."""
+
+    detail: str
+
+
+# Documented on the routes that can answer them, so the OpenAPI contract says what a client gets.
+INVALID = {400: {"model": ErrorOut, "description": "The body is not JSON."},
+           422: {"model": ErrorOut, "description": "The request was not understood; `detail` says what to fix."}}
+NOT_FOUND = {404: {"model": ErrorOut, "description": "No such item; `detail` names the id."}}

@@ -184,6 +184,29 @@ def test_openapi_docs(app_client):
     assert "/search" in spec["paths"] and "/ask" in spec["paths"]
 
 
+def test_openapi_contract_says_what_errors_and_the_stream_look_like():
+    """Error bodies are {"detail": "<sentence>"} (our handler), not FastAPI's default list, and the
+    OpenAPI document says so, with 404 on the routes that look an id up and the stream's media type.
+    Found by fuzzing the API against its own schema with schemathesis (README, "Robustness")."""
+    from service.app import create_app
+
+    spec = create_app().openapi()  # the schema needs no index: the app is not started
+    paths, schemas = spec["paths"], spec["components"]["schemas"]
+    assert schemas["ErrorOut"]["properties"]["detail"]["type"] == "string"
+    for path, method in (("/ask", "post"), ("/search", "get"), ("/search", "post"), ("/decisions", "get"),
+                         ("/documents/{document_id}/text", "get")):
+        for status in ("400", "422"):
+            ref = paths[path][method]["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("/ErrorOut"), (path, status, ref)
+    for path in ("/documents/{document_id}", "/documents/{document_id}/text", "/decisions/{decision_id}"):
+        assert "404" in paths[path]["get"]["responses"], path
+    assert "text/event-stream" in paths["/ask/stream"]["post"]["responses"]["200"]["content"]
+    assert "HTTPValidationError" not in schemas
+    # The question's rules are in the schema as well as in the validator.
+    question = schemas["AskRequest"]["properties"]["question"]
+    assert question["minLength"] == 1 and question["maxLength"] == 2000 and question["pattern"] == r"\S"
+
+
 def test_documents_list(app_client):
     docs = app_client.get("/documents").json()["documents"]
     assert len(docs) == 5

@@ -5,9 +5,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from service.deps import ServicesDep
-from service.schemas import AskRequest, AskResponse
+from service.schemas import INVALID, AskRequest, AskResponse
 
-router = APIRouter(tags=["ask"])
+router = APIRouter(tags=["ask"], responses=INVALID)
 
 
 @router.post("/ask", response_model=AskResponse)
@@ -15,7 +15,9 @@ async def ask(req: AskRequest, s: ServicesDep) -> AskResponse:
     return await run_in_threadpool(s.answerer.answer, req)
 
 
-@router.post("/ask/stream")
+@router.post("/ask/stream", response_class=StreamingResponse, responses={200: {
+    "content": {"text/event-stream": {}},
+    "description": "`delta` events with pieces of the answer, then a `done` event holding the whole AskResponse."}})
 async def ask_stream(req: AskRequest, s: ServicesDep) -> StreamingResponse:
     events = await run_in_threadpool(lambda: list(s.answerer.stream_events(req)))
     return StreamingResponse(iter(events), media_type="text/event-stream")

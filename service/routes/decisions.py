@@ -9,9 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from service.convert import decision_out
 from service.decisions import DecisionQuery
 from service.deps import ServicesDep
-from service.schemas import MAX_QUERY_CHARS, DecisionDetail, DecisionList, Timeline
+from service.schemas import INVALID, MAX_QUERY_CHARS, NOT_FOUND, DecisionDetail, DecisionList, Timeline
 
-router = APIRouter(tags=["decisions"])
+router = APIRouter(tags=["decisions"], responses=INVALID)
 
 Q = Annotated[str | None, Query(max_length=MAX_QUERY_CHARS, description="what the decision was about")]
 Kind = Annotated[Literal["decision", "recommendation"] | None, Query()]
@@ -44,7 +44,7 @@ async def timeline(
     return Timeline(query=query.q or "", decisions=[decision_out(s.index, d) for d in found])
 
 
-@router.get("/decisions/{decision_id}", response_model=DecisionDetail)
+@router.get("/decisions/{decision_id}", response_model=DecisionDetail, responses=NOT_FOUND)
 def get_decision(decision_id: str, s: ServicesDep) -> DecisionDetail:
     d = s.decisions.by_id.get(decision_id)
     if d is None:

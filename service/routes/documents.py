@@ -6,9 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from service.deps import ServicesDep
-from service.schemas import DocumentDetail, DocumentList, DocumentOut, PartOut, TextSpan
+from service.schemas import INVALID, NOT_FOUND, DocumentDetail, DocumentList, DocumentOut, PartOut, TextSpan
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(tags=["documents"], responses=INVALID)
 
 
 def _doc_out(s, rec, counts, cls=DocumentOut, **extra):
@@ -31,7 +31,7 @@ def list_documents(s: ServicesDep) -> DocumentList:
     return DocumentList(documents=[_doc_out(s, r, counts) for r in docs])
 
 
-@router.get("/documents/{document_id}", response_model=DocumentDetail)
+@router.get("/documents/{document_id}", response_model=DocumentDetail, responses=NOT_FOUND)
 def get_document(document_id: str, s: ServicesDep) -> DocumentDetail:
     rec = _get(s, document_id)
     counts = Counter(c.doc_id for c in s.index.chunks)
@@ -40,7 +40,7 @@ def get_document(document_id: str, s: ServicesDep) -> DocumentDetail:
     return _doc_out(s, rec, counts, DocumentDetail, parts=parts)
 
 
-@router.get("/documents/{document_id}/text", response_model=TextSpan)
+@router.get("/documents/{document_id}/text", response_model=TextSpan, responses=NOT_FOUND)
 def get_text(
     document_id: str,
     s: ServicesDep,

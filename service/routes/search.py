@@ -10,9 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.convert import search_result
 from service.deps import ServicesDep
-from service.schemas import Filters, SearchRequest, SearchResponse
+from service.schemas import INVALID, Filters, SearchRequest, SearchResponse
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], responses=INVALID)
 
 
 def run_search(s, req: SearchRequest) -> SearchResponse:
