@@ -79,8 +79,10 @@ def ask_report(metrics: Mapping, outcomes, bad_quotes, source: str) -> str:
     reasons = sorted({o.reason or "unstated" for o in outcomes if not o.found})
     if reasons:
         # Which check declined: the evidence threshold, or a check of what the question asks for.
-        count = lambda answerable, r: sum(not o.found and (o.reason or "unstated") == r and o.answerable == answerable
-                                          for o in outcomes)
+        def count(answerable: bool, reason: str) -> int:
+            return sum(not o.found and (o.reason or "unstated") == reason and o.answerable == answerable
+                       for o in outcomes)
+
         lines += ["## Why questions were declined", "",
                   _table([[r, count(False, r), count(True, r)] for r in reasons],
                          ["reason", "unanswerable (right)", "answerable (wrong)"]), ""]

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -318,9 +319,9 @@ def _unanswered(question: str, chosen: list[Sentence], topic: set[str],
     """Why quotes that passed the evidence threshold still do not answer the question, if they don't.
 
     Returns (reason, periods named by the question that no quote reaches); reason is a DECLINED key or None.
-    Three checks of what the question itself asks for, each reading a different part of the quotes:
-    a named year or quarter must be reached, a figure asked for must be given, and a decision
-    asked about must be on the question's topic.
+    Checks of what the question itself asks for, each reading a different part of the quotes: a
+    named year or quarter must be reached (and, for a decision, a named month), a figure asked for
+    must be given, and a decision asked about must be on the question's topic.
     """
     missing = _periods_missing(question, chosen) + (_meetings_missing(question, chosen) if wants_decision else [])
     if missing:
@@ -340,17 +341,16 @@ def _meetings_missing(question: str, chosen: list[Sentence]) -> list[str]:
     2018 resolutions do not answer what the board decided in November 2018. Other questions are
     not held to months: a table's "Mar-18" answers "as at March 2018".
     """
-    named = find_month_years(question)
+    named = {m.group(0): (int(m.group(2)), MONTHS[m.group(1).lower()]) for m in MONTH_YEAR.finditer(question)}
     if not named:
         return []
     reached = {(s.chunk.meeting_date.year, s.chunk.meeting_date.month) for s in chosen if s.chunk.meeting_date}
     for s in chosen:
         reached.update(find_month_years(s.text))
-    return [m.group(0) for m in MONTH_YEAR.finditer(question)
-            if (int(m.group(2)), MONTHS[m.group(1).lower()]) not in reached]
+    return [said for said, month in named.items() if month not in reached]
 
 
-def _declined(reason: str, papers: str, passages: list, periods: list[str] = ()) -> AskResponse:
+def _declined(reason: str, papers: str, passages: list, periods: Sequence[str] = ()) -> AskResponse:
     text = DECLINED[reason].format(papers=papers, periods=" or ".join(periods))
     return AskResponse(answer=f"{text} {NEAREST}", found=False, citations=[], passages=passages, reason=reason)
 
