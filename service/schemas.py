@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+import calendar
+import re
 from datetime import date
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 MAX_QUERY_CHARS = 2000
+
+_YEAR_MONTH = re.compile(r"(\d{4})(?:-(\d{1,2}))?")
+
+
+def _date_bound(end: bool):
+    """A date filter as people write it: "2018-03-08", or a year ("2018") or month ("2018-03"),
+    which a from-date reads as its first day and a to-date as its last. Anything else, a bare
+    number included (pydantic would read 0 as 1 January 1970), gets a plain error."""
+
+    def parse(value):
+        if isinstance(value, date) or value is None:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # a year sent as a JSON number
+        text = value.strip() if isinstance(value, str) else None
+        if text and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return text  # pydantic checks it is a real day
+        if text and (m := _YEAR_MONTH.fullmatch(text)):
+            year, month = int(m.group(1)), int(m.group(2)) if m.group(2) else None
+            if month is None:
+                return date(year, 12, 31) if end else date(year, 1, 1)
+            if 1 <= month <= 12:
+                return date(year, month, calendar.monthrange(year, month)[1] if end else 1)
+        raise ValueError(f"{value!r} is not a date: write 2018-03-08, or a year (2018) or a month (2018-03)")
+
+    return BeforeValidator(parse)
+
+
+DateFrom = Annotated[date, _date_bound(end=False)]
+DateTo = Annotated[date, _date_bound(end=True)]
 
 
 class Filters(BaseModel):
@@ -15,8 +48,8 @@ class Filters(BaseModel):
     council: str | None = None
     body: str | None = None
     document_type: str | None = None
-    date_from: date | None = None
-    date_to: date | None = None
+    date_from: DateFrom | None = None
+    date_to: DateTo | None = None
     decisions_only: bool = False
 
     @model_validator(mode="after")

@@ -60,6 +60,15 @@ def test_date_window_filter(app_client):
     assert all("2018-01-01" <= d["meeting_date"] <= "2018-12-31" for d in found)
 
 
+def test_a_year_or_month_is_a_date_window(app_client):
+    """"2018" and "2018-03" read as the whole year or month, the way an officer types them."""
+    year = decisions(app_client, date_from="2018", date_to="2018", limit=500)["decisions"]
+    assert [d["id"] for d in year] == [d["id"] for d in decisions(
+        app_client, date_from="2018-01-01", date_to="2018-12-31", limit=500)["decisions"]]
+    march = decisions(app_client, date_from="2018-03", date_to="2018-03", limit=500)["decisions"]
+    assert march and all(d["meeting_date"].startswith("2018-03") for d in march)
+
+
 def test_newest_first_without_q(app_client):
     dates = [d["meeting_date"] or "" for d in decisions(app_client, limit=500)["decisions"]]
     assert dates == sorted(dates, reverse=True)
@@ -80,7 +89,8 @@ def test_paging_consistent(app_client):
 
 
 @pytest.mark.parametrize("params", [{"limit": 501}, {"limit": 0}, {"offset": -1}, {"kind": "vote"},
-                                    {"date_from": "2019-01-01", "date_to": "2018-01-01"}])
+                                    {"date_from": "2019-01-01", "date_to": "2018-01-01"},
+                                    {"date_to": "0"}, {"date_from": "2018-13"}, {"date_from": "2019", "date_to": "2018"}])
 def test_bad_params_422(app_client, params):
     assert_readable_422(app_client.get("/decisions", params=params))
 

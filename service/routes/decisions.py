@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -9,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from service.convert import decision_out
 from service.decisions import DecisionQuery
 from service.deps import ServicesDep
-from service.schemas import INVALID, MAX_QUERY_CHARS, NOT_FOUND, DecisionDetail, DecisionList, Timeline
+from service.schemas import INVALID, MAX_QUERY_CHARS, NOT_FOUND, DateFrom, DateTo, DecisionDetail, DecisionList, Timeline
 
 router = APIRouter(tags=["decisions"], responses=INVALID)
 
@@ -26,7 +25,7 @@ def _query(q, council, body, date_from, date_to, kind) -> DecisionQuery:
 @router.get("/decisions", response_model=DecisionList)
 async def list_decisions(
     s: ServicesDep, q: Q = None, council: str | None = None, body: str | None = None,
-    date_from: date | None = None, date_to: date | None = None, kind: Kind = None,
+    date_from: DateFrom | None = None, date_to: DateTo | None = None, kind: Kind = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 20, offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DecisionList:
     found = await run_in_threadpool(s.decisions.search, _query(q, council, body, date_from, date_to, kind))
@@ -37,7 +36,7 @@ async def list_decisions(
 @router.get("/decisions/timeline", response_model=Timeline)
 async def timeline(
     s: ServicesDep, q: Q = None, council: str | None = None, body: str | None = None,
-    date_from: date | None = None, date_to: date | None = None, kind: Kind = None,
+    date_from: DateFrom | None = None, date_to: DateTo | None = None, kind: Kind = None,
 ) -> Timeline:
     query = _query(q, council, body, date_from, date_to, kind)
     found = await run_in_threadpool(s.decisions.timeline, query)

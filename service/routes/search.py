@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import time
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
@@ -10,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.convert import search_result
 from service.deps import ServicesDep
-from service.schemas import INVALID, Filters, SearchRequest, SearchResponse
+from service.schemas import INVALID, DateFrom, DateTo, Filters, SearchRequest, SearchResponse
 
 router = APIRouter(tags=["search"], responses=INVALID)
 
@@ -35,8 +34,8 @@ async def search_get(
     council: str | None = None,
     body: str | None = None,
     document_type: str | None = None,
-    date_from: date | None = None,
-    date_to: date | None = None,
+    date_from: DateFrom | None = None,
+    date_to: DateTo | None = None,
     decisions_only: bool = False,
 ) -> SearchResponse:
     try:
