@@ -23,8 +23,10 @@ DAY_MONTH_YEAR = re.compile(
     rf"(?i)\b(\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s+({MONTH_ALT})\.?,?\s+(\d{{4}})\b"
 )
 MONTH_YEAR = re.compile(rf"(?i)\b({MONTH_ALT})\.?,?\s+(\d{{4}})\b")
-ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+# Digits, not word boundaries, delimit it: file names write "cabinet__2025-01-30__pack".
+ISO = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+YEAR_SPAN = re.compile(r"\b(?:19|20)\d\d(?:[/-]\d\d)?\b")  # a year as written, "2021-22" and "2024/25" too
 
 
 def find_date(text: str) -> date | None:

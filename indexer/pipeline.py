@@ -24,7 +24,7 @@ import numpy as np
 from indexer import store
 from indexer.chunk import ChunkSettings, chunk_document
 from indexer.config import IndexerSettings
-from indexer.dates import format_date
+from indexer.dates import ISO, format_date
 from indexer.decisions import extract_decisions
 from indexer.discover import discover
 from indexer.embed import Encoder, load_encoder
@@ -37,7 +37,6 @@ from indexer.structure import AGENDA_STAMP, agenda_title, detect_front_sheet, di
 
 log = logging.getLogger(__name__)
 
-ISO_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 COUNCIL_TAKEN = "council taken from"  # starts the note of every council filled from other papers
 
 # Bump when parsing, structure or chunking changes what a build produces from the same file.
@@ -304,7 +303,7 @@ def _name_hint(path: Path) -> _NameHint | None:
 def _date_in_name(path: Path, hint: _NameHint | None) -> date | None:
     if hint and hint.meeting_date:
         return hint.meeting_date
-    m = ISO_DATE.search(path.name)
+    m = ISO.search(path.name)
     try:
         return date.fromisoformat(m.group(0)) if m else None
     except ValueError:  # "2025-13-45"

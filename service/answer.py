@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.dates import MONTH_ALT, MONTH_YEAR, MONTHS, YEAR, find_month_years, format_date
+from indexer.dates import MONTH_ALT, MONTH_YEAR, MONTHS, YEAR, YEAR_SPAN, find_month_years, format_date
 from indexer.lexical import tokenize
 from indexer.records import Chunk
 from indexer.sentences import embed_text as sentence_embed_text
@@ -58,7 +58,7 @@ QUARTER = re.compile(r"(?i)\b(?:q|quarter\s*)([1-4])\b")
 # "pages 43 - 52", "Appendix 1").
 NOT_A_FIGURE = re.compile(
     r"(?i)^\s*\d+(?:\.\d+)+\s"  # a paragraph number
-    r"|\b(?:19|20)\d\d(?:/\d\d|-\d\d)?\b|\bq[1-4]\b"  # a year, "2021-22", a quarter
+    rf"|{YEAR_SPAN.pattern}|\bq[1-4]\b"  # a year, "2021-22", a quarter
     rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{MONTH_ALT})\b|\b(?:{MONTH_ALT})-\d\d\b"  # "31 July", "Mar-18"
     r"|\b(?:pages?|minute|item|paragraph|appendix|annex|section|table|chart|figure)\s+\d+(?:\s*-\s*\d+)?")
 NO_RESOLUTION = ("I found no resolution on this in the minutes I have; "
@@ -367,8 +367,8 @@ def _periods_missing(question: str, chosen: list[Sentence]) -> list[str]:
                     for s in chosen)
     have_years, have_quarters = set(YEAR.findall(seen)), set(QUARTER.findall(seen))
     # Named as the question writes it ("2024/25", not "2024").
-    missing = [re.search(rf"\b{y}(?:[/-]\d\d(?:\d\d)?)?\b", question).group(0)
-               for y in dict.fromkeys(years) if y not in have_years]
+    said = {y: next(m.group(0) for m in YEAR_SPAN.finditer(question) if m.group(0).startswith(y)) for y in years}
+    missing = [text for y, text in said.items() if y not in have_years]
     return missing + [f"Q{q}" for q in dict.fromkeys(quarters) if q not in have_quarters]
 
 

@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from indexer.dates import ISO
+
 MAX_QUERY_CHARS = 2000
 
 _YEAR_MONTH = re.compile(r"(\d{4})(?:-(\d{1,2}))?")
@@ -25,7 +27,7 @@ def _date_bound(end: bool):
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # a year sent as a JSON number
         text = value.strip() if isinstance(value, str) else None
-        if text and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        if text and ISO.fullmatch(text):
             return text  # pydantic checks it is a real day
         if text and (m := _YEAR_MONTH.fullmatch(text)):
             year, month = int(m.group(1)), int(m.group(2)) if m.group(2) else None
