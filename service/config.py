@@ -31,10 +31,11 @@ class ServiceSettings(BaseSettings):
     date_boost: float = Field(0.5, ge=0.0, le=5.0)  # how much a meeting named in the question counts
     # /ask: below this evidence score the answer says the papers don't cover the question.
     found_threshold: float = Field(0.34, ge=0.0, le=1.0)
-    # Optional OpenAI-compatible chat-completions endpoint for written answers.
+    # Optional OpenAI-compatible chat-completions endpoint for written answers (service/llm.py).
     llm_url: str | None = None
     llm_model: str = "gpt-4o-mini"
     llm_api_key: str | None = None
-    llm_timeout: float = Field(20.0, gt=0)
-    llm_context_tokens: int = Field(2500, ge=200)
+    llm_timeout: float = Field(20.0, gt=0)  # seconds for the whole reply, streamed or not
+    llm_context_tokens: int = Field(2500, ge=200)  # the prompt sent, in tiktoken cl100k tokens
+    llm_max_tokens: int = Field(300, ge=1, le=8192)  # the reply's length limit (OpenAI `max_tokens`)
     log_level: str = "INFO"
