@@ -17,7 +17,14 @@ async def ask(req: AskRequest, s: ServicesDep) -> AskResponse:
 
 @router.post("/ask/stream", response_class=StreamingResponse, responses={200: {
     "content": {"text/event-stream": {}},
-    "description": "`delta` events with pieces of the answer, then a `done` event holding the whole AskResponse."}})
+    "description": "`delta` events with pieces of the answer, then a `done` event holding the whole AskResponse. "
+                   "With an LLM configured the deltas are the model's as it writes; if its answer is then "
+                   "rejected, a `reset` event says to discard them and the extractive answer's deltas follow."}})
 async def ask_stream(req: AskRequest, s: ServicesDep) -> StreamingResponse:
+    if s.settings.llm_url:
+        from service.llm import stream_events
+
+        # A generator: each event is sent as the model produces it (iterated on a worker thread).
+        return StreamingResponse(stream_events(s.answerer, req), media_type="text/event-stream")
     events = await run_in_threadpool(lambda: list(s.answerer.stream_events(req)))
     return StreamingResponse(iter(events), media_type="text/event-stream")
