@@ -46,15 +46,24 @@ test: install-dev /usr/bin/chromium
 	$(PY) -m pytest
 
 # Every number in evals/RESULTS.md (and the README's tables): about 25 minutes here, most of it SciFact.
+# The `ask` runs score the extractive answerer whatever the environment says (EXTRACTIVE unsets the
+# LLM endpoint); with BOARDPAPERS_LLM_URL set, one more run scores the LLM answerer into ask_llm/.
 EVALS_OUT ?= evals/out
+EXTRACTIVE = env -u BOARDPAPERS_LLM_URL
 evals: install-dev index
 	$(PY) -m evals run --index $(INDEX) --retrievers bm25,dense,hybrid --out $(EVALS_OUT)/run
 	$(PY) -m evals ablate --index $(INDEX) --out $(EVALS_OUT)/ablate
-	$(PY) -m evals ask --index $(INDEX) --out $(EVALS_OUT)/ask
+	$(EXTRACTIVE) $(PY) -m evals ask --index $(INDEX) --out $(EVALS_OUT)/ask
 	$(PY) -m evals run --index $(INDEX) --questions evals/heldout/questions.jsonl --out $(EVALS_OUT)/heldout_run
-	$(PY) -m evals ask --index $(INDEX) --questions evals/heldout/questions.jsonl --unanswerable evals/heldout/unanswerable.jsonl --out $(EVALS_OUT)/heldout_ask
+	$(EXTRACTIVE) $(PY) -m evals ask --index $(INDEX) --questions evals/heldout/questions.jsonl --unanswerable evals/heldout/unanswerable.jsonl --out $(EVALS_OUT)/heldout_ask
 	$(PY) -m evals run --index $(INDEX) --questions evals/heldout2/questions.jsonl --out $(EVALS_OUT)/heldout2_run
-	$(PY) -m evals ask --index $(INDEX) --questions evals/heldout2/questions.jsonl --unanswerable evals/heldout2/unanswerable.jsonl --out $(EVALS_OUT)/heldout2_ask
+	$(EXTRACTIVE) $(PY) -m evals ask --index $(INDEX) --questions evals/heldout2/questions.jsonl --unanswerable evals/heldout2/unanswerable.jsonl --out $(EVALS_OUT)/heldout2_ask
+	@if [ -n "$$BOARDPAPERS_LLM_URL" ]; then \
+		echo "scoring the LLM answerer at $$BOARDPAPERS_LLM_URL"; \
+		$(PY) -m evals ask --index $(INDEX) --out $(EVALS_OUT)/ask_llm || exit 1; \
+	else \
+		echo "BOARDPAPERS_LLM_URL is not set: the LLM answerer is not scored"; rm -rf $(EVALS_OUT)/ask_llm; \
+	fi
 	$(PY) -m evals decisions --index $(INDEX) --out $(EVALS_OUT)/decisions
 	$(PY) -m evals cranfield --data ../shared/benchmarks/cranfield --out $(EVALS_OUT)/cranfield
 	$(PY) -m evals beir --data ../shared/benchmarks/scifact --out $(EVALS_OUT)/scifact

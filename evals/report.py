@@ -86,6 +86,11 @@ def ask_report(metrics: Mapping, outcomes, bad_quotes, source: str) -> str:
         lines += ["## Why questions were declined", "",
                   _table([[r, count(False, r), count(True, r)] for r in reasons],
                          ["reason", "unanswerable (right)", "answerable (wrong)"]), ""]
+    written = [o for o in outcomes if o.answerer == "llm"]
+    if written:
+        lines += [f"## Answers written by the LLM ({len(written)})", ""]
+        lines += [f"- {o.id} (evidence={o.with_evidence}) {o.question} → {o.answer[:200]!r}" for o in written]
+        lines.append("")
     ans_missing = [o for o in outcomes if o.answerable and not o.with_evidence]
     lines += [f"## Answerable questions without evidence in the citations ({len(ans_missing)})", ""]
     lines += [f"- {o.id} (found={o.found}, {len(o.citations)} citations) {o.question}" for o in ans_missing]

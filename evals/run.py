@@ -203,6 +203,7 @@ class AskOutcome:
     answer: str
     citations: list[dict]
     reason: str | None = None  # why /ask declined, when it did
+    answerer: str = "extractive"  # which answerer wrote the answer: "extractive" or "llm"
 
 
 def score_ask(questions: Sequence[Question], unanswerable: Sequence[Unanswerable],
@@ -232,12 +233,13 @@ def score_ask(questions: Sequence[Question], unanswerable: Sequence[Unanswerable
         evid = found and any(relevant_any(quote, q.evidence) or (text is not None and relevant_any(text, q.evidence))
                              for quote, text in spans)
         outcomes.append(AskOutcome(q.id, q.question, True, found, evid, resp.get("answer", ""), resp.get("citations", []),
-                                   resp.get("reason")))
+                                   resp.get("reason"), resp.get("answerer", "extractive")))
     for u in unanswerable:
         resp = ask(u.question)
         check(u.id, resp)
         outcomes.append(AskOutcome(u.id, u.question, False, bool(resp.get("found")), False,
-                                   resp.get("answer", ""), resp.get("citations", []), resp.get("reason")))
+                                   resp.get("answer", ""), resp.get("citations", []), resp.get("reason"),
+                                   resp.get("answerer", "extractive")))
     ans = [o for o in outcomes if o.answerable]
     una = [o for o in outcomes if not o.answerable]
     n_cit = sum(len(o.citations) for o in outcomes)
@@ -247,6 +249,8 @@ def score_ask(questions: Sequence[Question], unanswerable: Sequence[Unanswerable
         "declined_unanswerable": sum(not o.found for o in una) / len(una) if una else None,
         "non_verbatim_quotes": len(bad_quotes),
         "n_citations": n_cit,
+        # Answers the LLM wrote (the rest are extractive: declines, and any LLM reply that fell back).
+        "llm_answers": sum(o.answerer == "llm" for o in outcomes),
         "n_answerable": len(ans),
         "n_unanswerable": len(una),
     }

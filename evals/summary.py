@@ -1,7 +1,7 @@
 """One results page from the evaluation runs: `python -m evals summary --out evals/out`.
 
-Reads the metrics.json each subcommand wrote under OUT (run/, ablate/, ask/, decisions/, cranfield/,
-scifact/, and heldout_run/, heldout_ask/, heldout2_run/, heldout2_ask/ for the held-out sets), writes evals/RESULTS.md (the
+Reads the metrics.json each subcommand wrote under OUT (run/, ablate/, ask/, ask_llm/ when an LLM
+was configured, decisions/, cranfield/, scifact/, and heldout_run/, heldout_ask/, heldout2_run/, heldout2_ask/ for the held-out sets), writes evals/RESULTS.md (the
 tables the README quotes) and copies the recall@k plot beside it, so the committed numbers always
 come from one command (`make evals`).
 """
@@ -48,14 +48,18 @@ def ablation_section(m: Mapping) -> list[str]:
     return lines + [_table(rows, ["variant", *COLS]), ""]
 
 
-def ask_section(m: Mapping, source: str = "evals/questions.jsonl and evals/unanswerable.jsonl") -> list[str]:
+def ask_section(m: Mapping, source: str = "evals/questions.jsonl and evals/unanswerable.jsonl",
+                answerer: str = "extractive answerer") -> list[str]:
     a = m["ask"]
-    return [f"## /ask (extractive answerer) on {source}", "",
+    llm = [["answers written by the LLM (the rest fell back or declined)", a.get("llm_answers")]] \
+        if answerer != "extractive answerer" else []
+    return [f"## /ask ({answerer}) on {source}", "",
             _table([["answerable questions found", a.get("answered_found")],
                     ["answerable, answered with a citation holding the evidence (target ≥ 0.90)", a.get("answered_with_evidence")],
                     ["unanswerable questions declined (target ≥ 0.80)", a.get("declined_unanswerable")],
                     ["citations whose quote is not verbatim in its document", a.get("non_verbatim_quotes")],
-                    ["questions (answerable / unanswerable)", f"{a.get('n_answerable')} / {a.get('n_unanswerable')}"]],
+                    ["questions (answerable / unanswerable)", f"{a.get('n_answerable')} / {a.get('n_unanswerable')}"],
+                    *llm],
                    ["metric", "value"]), ""]
 
 
@@ -100,6 +104,9 @@ def summarise(out: Path, dest: Path) -> Path:
         found = True
     if (m := _load(out / "ask")) is not None:
         lines += ask_section(m)
+        found = True
+    if (m := _load(out / "ask_llm")) is not None:  # only when make evals ran with BOARDPAPERS_LLM_URL set
+        lines += ask_section(m, answerer="LLM answerer, falling back to the extractive one")
         found = True
     held = []
     for folder, name, how in HELD_OUT:

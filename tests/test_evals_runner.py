@@ -125,6 +125,24 @@ def test_score_ask_counts_evidence_declines_and_bad_quotes():
     assert metrics["n_answerable"] == 3 and metrics["n_unanswerable"] == 2
 
 
+def test_score_ask_records_which_answerer_wrote_each_answer(tmp_path):
+    from evals.summary import summarise
+
+    responses = {
+        "question q1": {"found": True, "answer": "x [1]", "citations": [], "answerer": "llm"},
+        "question q2": {"found": True, "answer": "y", "citations": [], "answerer": "extractive"},
+        "question q3": {"found": False, "answer": "no", "citations": []},  # an older service: no field
+    }
+    metrics, outcomes, _ = score_ask(_questions(), [], lambda q: responses[q], lambda d, s, e: None)
+    assert [o.answerer for o in outcomes] == ["llm", "extractive", "extractive"]
+    assert metrics["llm_answers"] == 1
+    (tmp_path / "ask_llm").mkdir()
+    (tmp_path / "ask_llm" / "metrics.json").write_text(json.dumps({"ask": metrics}))
+    page = summarise(tmp_path, tmp_path / "RESULTS.md").read_text()
+    assert "## /ask (LLM answerer, falling back to the extractive one)" in page
+    assert "| answers written by the LLM (the rest fell back or declined) | 1 |" in page
+
+
 def test_docs_from_hits_keeps_best_chunk_rank():
     hits = [("d1", 9.0), ("d2", 8.0), ("d1", 7.0), ("d3", 6.0)]
     assert docs_from_hits(hits, k=100) == {"d1": 1.0, "d2": 0.5, "d3": 0.25}
