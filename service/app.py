@@ -23,6 +23,7 @@ STATIC = Path(__file__).parent / "static"
 def build_services(settings: ServiceSettings, encoder: Encoder | None = None, index: LoadedIndex | None = None) -> Services:
     from service.answer import Answerer
     from service.decisions import DecisionSearch
+    from service.judge import load_judge
     from service.retrieve import Retriever
 
     encoder = encoder or load_encoder(settings.model)
@@ -38,7 +39,14 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
         encoder.enable_onnx()
     retriever = Retriever.from_settings(index, encoder, settings)
     decisions = DecisionSearch(index, retriever)
-    return Services(settings, index, encoder, retriever, decisions, Answerer(settings, retriever, decisions, encoder))
+    judge = load_judge(settings.judge_dir)
+    if judge is not None and judge.encoder != encoder.name:
+        from indexer.store import IndexError_
+
+        raise IndexError_(f"the judge in {settings.judge_dir} was trained on {judge.encoder!r} vectors but the "
+                          f"encoder is {encoder.name!r}: retrain it (make judge) or unset BOARDPAPERS_JUDGE_DIR")
+    answerer = Answerer(settings, retriever, decisions, encoder, judge)
+    return Services(settings, index, encoder, retriever, decisions, answerer)
 
 
 def create_app(settings: ServiceSettings | None = None, *, encoder: Encoder | None = None,

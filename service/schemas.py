@@ -191,8 +191,11 @@ class AskResponse(BaseModel):
     passages: list[SearchResult] = Field(default_factory=list)
     answerer: str = "extractive"
     # Set when found is false: "weak_evidence" (nothing close enough), "period_not_covered" (not for
-    # the year or quarter asked), "no_figure" (a figure asked for is not given) or "no_decision".
+    # the year or quarter asked), "no_figure" (a figure asked for is not given), "no_decision", or
+    # "unsure" (the judge leans against an answer but the best passages are shown with their quotes).
     reason: str | None = None
+    # The judge's calibrated probability that the best quote answers the question (null without a judge).
+    confidence: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class DecisionOut(BaseModel):

@@ -117,7 +117,7 @@ def test_score_ask_counts_evidence_declines_and_bad_quotes():
     }
     metrics, outcomes, bad_quotes = score_ask(
         _questions(), [Unanswerable("u1", "parking?"), Unanswerable("u2", "bins?")],
-        lambda q: responses[q], lambda d, s, e: doc[s:e])
+        lambda q, history=(): responses[q], lambda d, s, e: doc[s:e])
     assert metrics["answered_with_evidence"] == pytest.approx(1 / 3)
     assert metrics["declined_unanswerable"] == pytest.approx(1 / 2)
     assert metrics["non_verbatim_quotes"] == 1
