@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             source = args.url
         else:
             index = args.index or Path(".index")
+            qs = R.held_by_index(qs, index)
             names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
             searches = R.retriever_searches(index, names)
             source = str(index)
@@ -117,12 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "ask":
         from evals.questions import load_questions, load_unanswerable
 
-        result = R.run_ask(load_questions(args.questions), load_unanswerable(args.unanswerable), args.out,
+        qs = load_questions(args.questions)
+        qs = qs if args.url else R.held_by_index(qs, args.index or Path(".index"))
+        result = R.run_ask(qs, load_unanswerable(args.unanswerable), args.out,
                            index_dir=args.index or Path(".index"), url=args.url)
     elif args.cmd == "ablate-ask":
         from evals.questions import load_questions, load_unanswerable
 
-        result = R.run_ask_ablation(load_questions(args.questions), load_unanswerable(args.unanswerable), args.out,
+        result = R.run_ask_ablation(R.held_by_index(load_questions(args.questions), args.index), load_unanswerable(args.unanswerable), args.out,
                                     args.index)
     elif args.cmd == "decisions":
         result = R.run_decisions(args.gold, args.out, args.index)

@@ -67,7 +67,9 @@ def score_questions(name: str, questions: Sequence[Question], search: SearchFn, 
     lat: list[float] = []
     for q in questions:
         t0 = time.perf_counter()
-        passages = list(search(q.question, k))[:k]
+        # A follow-up is searched with the question it leans on, as /ask reads it (service/question.py).
+        text = f"{q.question} {q.history[-1]}" if q.history else q.question
+        passages = list(search(text, k))[:k]
         lat.append((time.perf_counter() - t0) * 1000)
         ranks[q.id] = first_relevant_rank(passages, q.evidence) if passages else None
         kinds[q.id] = q.kind
@@ -122,6 +124,24 @@ def run_eval(questions: Sequence[Question], searches: Mapping[str, SearchFn], ou
     return metrics
 
 
+def held_by_index(questions: Sequence[Question], index_dir: Path) -> list[Question]:
+    """The questions about papers the index holds; the rest (the Kent PDFs' questions against an index
+    of the bundled corpus) are left out, and the count is said, rather than scored as misses."""
+    from indexer.store import read_manifest
+
+    manifest = read_manifest(Path(index_dir)) or {}
+    docs = set(manifest.get("documents", {})) or None
+    if docs is None:
+        return list(questions)
+    kept = [q for q in questions if q.doc in docs]
+    if len(kept) < len(questions):
+        import sys
+
+        print(f"{len(questions) - len(kept)} of {len(questions)} questions are about papers not in {index_dir}: "
+              "left out", file=sys.stderr)
+    return kept
+
+
 # ---------------------------------------------------------------- adapters
 
 
@@ -144,10 +164,32 @@ def _retriever_factory(index_dir: Path, model: str | None = None):
 
 
 def retriever_searches(index_dir: Path, names: Sequence[str], model: str | None = None) -> dict[str, SearchFn]:
-    """In-process search functions over an index, configured as the service configures them."""
-    retriever = _retriever_factory(index_dir, model)()
+    """In-process search functions over an index, configured as the service configures them.
+
+    "reranked" is the hybrid search with the trained judge reordering its top 20, as
+    `/search?rerank=true` does.
+    """
+    if "reranked" in names:
+        from service.app import build_services
+        from service.config import ServiceSettings
+        from service.routes.search import RERANK_DEPTH
+
+        svc = build_services(ServiceSettings(index_dir=index_dir, model=model))
+        if svc.answerer.judge is None:
+            raise ValueError(f"no judge matches the index at {index_dir}: train one (make judge) to measure 'reranked'")
+        retriever = svc.retriever
+
+        def reranked(q: str, k: int) -> list[str]:
+            question = retriever.reader.read(q)
+            qv = retriever.encode_query(question.query)
+            hits = retriever.search(question, max(k, RERANK_DEPTH), query_vector=qv)
+            return [h.chunk.text for h in svc.answerer.rerank(question, hits, qv)[:k]]
+    else:
+        retriever = _retriever_factory(index_dir, model)()
 
     def make(mode: str) -> SearchFn:
+        if mode == "reranked":
+            return reranked
         return lambda q, k: [h.chunk.text for h in retriever.search(q, k, mode=mode)]
 
     return {name: make(name) for name in names}

@@ -5,7 +5,7 @@ sentence that hold its evidence, and with a hard negative of each (the best-rank
 sentence the base retriever finds that does not hold the evidence); the loss is in-batch
 multiple-negatives ranking (softmax over scaled cosines, scale 20). A plain torch loop rather than
 sentence-transformers' Trainer, which would need `datasets` and `accelerate` for this one loss.
-Deterministic: fixed seeds, one thread order, shuffles from a seeded generator. The epoch with the
+Repeatable: fixed seeds and shuffles from a seeded generator (on CPU, with the same thread count). The epoch with the
 best dev Recall@5 (dense, passages) is kept.
 """
 
@@ -60,7 +60,7 @@ def mine(rows: list[dict], index, retriever, seed: int = 13, negatives_from: int
             continue
         pos = index.chunks[pos_rows[0]]
         neg = rng.choice(non[:negatives_from]).chunk
-        out.append(Triplet(q.query, pos.embed_text, neg.embed_text, pos.id))
+        out.append(Triplet(q.query, pos.embed_text, neg.embed_text, f"c{pos.id}"))
         # Sentences: the evidence sentence of the positive passage, and the best-looking sentence of a
         # negative passage (its first sentence with as many question words as possible).
         pos_sents = [i for i in retriever.sentences_of(pos_rows[0])
@@ -76,20 +76,26 @@ def mine(rows: list[dict], index, retriever, seed: int = 13, negatives_from: int
 
 
 def batches(triplets: list[Triplet], size: int, rng: random.Random) -> list[list[Triplet]]:
-    """Shuffled batches in which no positive appears twice (it would be its own in-batch negative)."""
-    pool = triplets[:]
-    rng.shuffle(pool)
+    """Shuffled batches in which no positive appears twice (it would be its own in-batch negative).
+
+    Sentence triplets and passage triplets go in separate batches: a batch is padded to its longest
+    text, and one passage in a batch of sentences would double the cost of the whole batch.
+    """
     out: list[list[Triplet]] = []
-    while pool:
-        batch, groups, rest = [], set(), []
-        for t in pool:
-            if len(batch) < size and t.group not in groups:
-                batch.append(t)
-                groups.add(t.group)
-            else:
-                rest.append(t)
-        out.append(batch)
-        pool = rest
+    for kind in (True, False):
+        pool = [t for t in triplets if t.group.startswith("s") == kind]
+        rng.shuffle(pool)
+        while pool:
+            batch, groups, rest = [], set(), []
+            for t in pool:
+                if len(batch) < size and t.group not in groups:
+                    batch.append(t)
+                    groups.add(t.group)
+                else:
+                    rest.append(t)
+            out.append(batch)
+            pool = rest
+    rng.shuffle(out)
     return out
 
 
@@ -109,7 +115,7 @@ def dev_recall(model, dev_rows: list[dict], index, reader, k: int = 5) -> float:
 
 
 def train(base: str, triplets: list[Triplet], dev_rows: list[dict], index, reader, out: Path, *,
-          epochs: int = 3, batch_size: int = 32, lr: float = 3e-5, seed: int = 13) -> dict:
+          epochs: int = 3, batch_size: int = 32, lr: float = 3e-5, seed: int = 13, max_tokens: int = 128) -> dict:
     """Fine-tune base on the triplets; save the best epoch (by dev Recall@5) to out. Returns the log."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -119,8 +125,11 @@ def train(base: str, triplets: list[Triplet], dev_rows: list[dict], index, reade
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
     model = SentenceTransformer(resolve_model_path(base), device="cpu")
+    # Training sees at most max_tokens word pieces of a passage (the model reads 256 when indexing):
+    # a backward pass over 256-token passages costs about 3x as much here (2 cores), and the
+    # sentence triplets, which carry most of the signal, are shorter than 128 anyway.
+    window = model.max_seq_length
     rng = random.Random(seed)
     steps_per_epoch = len(batches(triplets, batch_size, random.Random(seed)))
     total = max(1, steps_per_epoch * epochs)
@@ -140,6 +149,7 @@ def train(base: str, triplets: list[Triplet], dev_rows: list[dict], index, reade
 
     for epoch in range(1, epochs + 1):
         model.train()
+        model.max_seq_length = max_tokens
         t0, losses = time.time(), []
         for batch in tqdm(batches(triplets, batch_size, rng), desc=f"encoder epoch {epoch}/{epochs}", unit="batch"):
             a = embed([t.anchor for t in batch])
@@ -152,6 +162,7 @@ def train(base: str, triplets: list[Triplet], dev_rows: list[dict], index, reade
             sched.step()
             losses.append(float(loss))
         model.eval()
+        model.max_seq_length = window
         r5 = dev_recall(model, dev_rows, index, reader)
         history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "dev_recall@5": r5,
                         "seconds": round(time.time() - t0, 1)})
@@ -159,12 +170,13 @@ def train(base: str, triplets: list[Triplet], dev_rows: list[dict], index, reade
         if r5 > best:
             best = r5
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.max_seq_length = window
     if best_state is not None:
         model.load_state_dict(best_state)
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out), safe_serialization=True)
     return {"base": base, "epochs": history, "kept_dev_recall@5": best, "triplets": len(triplets),
-            "batch_size": batch_size, "lr": lr, "seed": seed, "kept_epoch": max(history, key=lambda h: h["dev_recall@5"])["epoch"]}
+            "batch_size": batch_size, "lr": lr, "seed": seed, "train_max_tokens": max_tokens, "kept_epoch": max(history, key=lambda h: h["dev_recall@5"])["epoch"]}
 
 
 def write_card(out: Path, info: dict) -> None:

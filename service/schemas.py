@@ -80,6 +80,9 @@ class SearchRequest(BaseModel):
     query: str = Field(json_schema_extra=QUERY_SCHEMA)
     k: int = Field(10, ge=1, le=50)
     filters: Filters = Field(default_factory=Filters)
+    # Rerank the first-stage results with the trained judge (see README, "The judge"); ignored
+    # when no judge is loaded. Off by default: a plain search stays fast.
+    rerank: bool = False
 
     _q = field_validator("query")(classmethod(lambda cls, v: _clean_query(v)))
 

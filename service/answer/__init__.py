@@ -92,6 +92,21 @@ class Answerer:
         index = self.retriever.index
         return features(g.question, g.query_vector, cands, index.chunks, index.vectors, self.vocab)
 
+    def rerank(self, q: Question, hits: list[Hit], qv: np.ndarray) -> list[Hit]:
+        """The hits reordered by the judge: each passage by its best sentence's probability of
+        answering the question (ties keep the first-stage order). Without a judge, unchanged."""
+        if self.judge is None or not hits:
+            return hits
+        candidates = self.selector.candidates(q, hits, qv, Filters(), self.checks)
+        vectors = self.selector.vectors(candidates) if candidates else np.zeros((0, qv.size), np.float32)
+        g = Gathered(q, Filters(), None, qv, hits, candidates, vectors)
+        p = self.judge.probabilities(*self.judge_features(g)) if candidates else np.zeros(0)
+        best: dict[str, float] = {}
+        for c, x in zip(candidates, p):
+            best[c.chunk.id] = max(best.get(c.chunk.id, 0.0), float(x))
+        order = sorted(range(len(hits)), key=lambda i: (-best.get(hits[i].chunk.id, 0.0), i))
+        return [dataclasses.replace(hits[i], score=best.get(hits[i].chunk.id, 0.0)) for i in order]
+
     def answer(self, req: AskRequest) -> AskResponse:
         g = self.gather(req)
         q = g.question

@@ -58,7 +58,7 @@ def compose(chosen: Sequence[Sentence]) -> tuple[str, list[AskCitation]]:
 def declined(reason: str, papers: str, passages: list, periods: Sequence[str] = (),
              confidence: float | None = None) -> AskResponse:
     text = DECLINED[reason].format(papers=papers, periods=" or ".join(periods))
-    return AskResponse(answer=f"{text} {NEAREST}", found=False, citations=[], passages=passages, reason=reason,
+    return AskResponse(answer=f"{text} {nearest_cover(passages)}", found=False, citations=[], passages=passages, reason=reason,
                        confidence=None if confidence is None else round(confidence, 3))
 
 
@@ -70,6 +70,23 @@ def unsure(papers: str, chosen: Sequence[Sentence], passages: list, confidence: 
             "The closest passages say:")
     return AskResponse(answer=f"{lead}\n{body}", found=False, citations=citations, passages=passages,
                        reason="unsure", confidence=round(confidence, 3))
+
+
+def nearest_cover(passages: list) -> str:
+    """What the nearest papers are about: their sections (heading and meeting), each named once, so
+    a member who was declined knows where the papers come closest."""
+    seen: list[str] = []
+    for p in passages[:5]:
+        c = p.citation
+        where = (c.heading_path[-1] if c.heading_path else c.title).strip().rstrip(":")
+        when = f" ({format_date(c.meeting_date)})" if c.meeting_date else ""
+        if where and f"{where}{when}" not in seen:
+            seen.append(f"{where}{when}")
+        if len(seen) == 3:
+            break
+    if not seen:
+        return ""
+    return f"The nearest papers are about: {'; '.join(f'“{x}”' for x in seen)}. {NEAREST}"
 
 
 def shorten(text: str) -> str:

@@ -50,7 +50,7 @@ class Selector:
         index = self.retriever.index
         texts = index.texts
         out: list[Sentence] = []
-        for hit in hits[:self.settings.ask_passages]:
+        for hit in hits:
             c = hit.chunk
             if q.wants_decision and c.kind == "resolution":
                 # A resolution is quoted whole: its numbered parts are the answer. One on another
