@@ -55,6 +55,8 @@ def _build(settings) -> int:
         print(f"note: {doc_id}: {'; '.join(notes)}")
     for s in report.skipped:
         print(f"skipped: {s.path}: {s.reason}")
+    for d in report.duplicates:
+        print(f"duplicate: {d.path}: same bytes as {d.same_as}, indexed once")
     return 0
 
 
@@ -75,6 +77,8 @@ def _stats(settings) -> int:
     print(f"tokens:     {counts['tokens']} ({manifest['chunking']['tiktoken_encoding']})")
     for doc_id, d in sorted(manifest["documents"].items()):
         print(f"  {doc_id}: {d['chunks']} chunks, {d['decisions']} decisions")
+    for d in manifest.get("duplicates", []):
+        print(f"duplicate:  {d['path']} (same bytes as {d['same_as']})")
     print(f"skipped:    {len(manifest['skipped'])}")
     for s in manifest["skipped"]:
         print(f"  {s['path']}: {s['reason']}")

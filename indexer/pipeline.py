@@ -30,7 +30,8 @@ from indexer.discover import discover
 from indexer.embed import Encoder, load_encoder
 from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
-    Chunk, Decision, DocumentMeta, DocumentRecord, ParsedDocument, PartSpan, SentenceSpan, Skipped, SourceFile,
+    Chunk, Decision, DocumentMeta, DocumentRecord, Duplicate, ParsedDocument, PartSpan, SentenceSpan, Skipped,
+    SourceFile,
 )
 from indexer.sentences import sentence_spans, span_embed_text
 from indexer.structure import AGENDA_STAMP, agenda_title, detect_front_sheet, display_body, starts_minutes, structure
@@ -54,6 +55,7 @@ class BuildReport:
     embedded_sentences: int = 0
     reparsed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     up_to_date: bool = False
@@ -78,6 +80,8 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     sources = discover(settings.corpus_dir)
     if not sources:
         raise BuildError(_nothing_to_index(settings, f"no files to index in {settings.corpus_dir}"))
+    sources, report.duplicates = distinct(sources)
+    duplicates_json = [dataclasses.asdict(d) for d in report.duplicates]
     model_name = encoder.name if encoder else settings.model
     fingerprint = {
         "pipeline_version": PIPELINE_VERSION,
@@ -101,7 +105,8 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     def settled(src: SourceFile) -> bool:
         return unchanged(src) or (same_settings and prev_skipped.get(str(src.path)) == src.sha256)
 
-    if previous and all(settled(s) for s in sources) and len(sources) == len(prev_docs) + len(prev_skipped):
+    if (previous and all(settled(s) for s in sources) and len(sources) == len(prev_docs) + len(prev_skipped)
+            and prev_manifest.get("duplicates", []) == duplicates_json):
         report.up_to_date = True
         report.documents = len(prev_docs)
         report.chunks = len(previous.chunks)
@@ -217,6 +222,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
         "documents": doc_manifest,
         "skipped": [dataclasses.asdict(s) for s in report.skipped],
         "skipped_sha256": skipped_sha,
+        "duplicates": duplicates_json,
         "counts": {
             "documents": len(documents),
             "chunks": len(chunks),
@@ -234,6 +240,31 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     report.decisions = len(decisions)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+# sha256 of no bytes: empty files are each reported as empty, not as copies of one another.
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def distinct(sources: list[SourceFile]) -> tuple[list[SourceFile], list[Duplicate]]:
+    """One source per content: files with the same bytes are indexed once.
+
+    Councils publish one appendix under several meetings, and a sync or a copy can leave the
+    same paper under two names; indexed twice, every search would show it twice. The copy
+    kept is the first in path order that has a metadata entry, else the first in path order,
+    so the choice is the same from build to build.
+    """
+    keep: dict[str, SourceFile] = {}
+    for src in sources:
+        if src.sha256 == _EMPTY_SHA256:
+            continue
+        held = keep.get(src.sha256)
+        if held is None or (held.meta is None and src.meta is not None):
+            keep[src.sha256] = src
+    kept = {id(s) for s in keep.values()}
+    duplicates = [Duplicate(str(s.path), str(keep[s.sha256].path))
+                  for s in sources if s.sha256 in keep and id(s) not in kept]
+    return [s for s in sources if s.sha256 not in keep or id(s) in kept], duplicates
 
 
 def _nothing_to_index(settings: IndexerSettings, why: str) -> str:

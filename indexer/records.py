@@ -178,3 +178,11 @@ class PartSpan:
 class Skipped:
     path: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A file with the same bytes as another, which is indexed in its place."""
+
+    path: str
+    same_as: str

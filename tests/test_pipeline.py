@@ -370,6 +370,49 @@ def test_same_stem_different_suffix_are_two_documents(tmp_path, settings_for, fa
     assert _build(settings, fake_encoder).up_to_date
 
 
+def test_same_bytes_under_two_names_are_indexed_once(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = "AIR QUALITY\n\nNitrogen dioxide levels fell at most monitoring sites during the year.\n"
+    (corpus / "briefing.txt").write_text(text, encoding="utf-8")
+    (corpus / "copy of briefing.txt").write_text(text, encoding="utf-8")
+    (corpus / "sub").mkdir()
+    (corpus / "sub" / "briefing.txt").write_text(text, encoding="utf-8")
+    (corpus / "other.txt").write_text("The Board noted the report on screening programmes.\n", encoding="utf-8")
+    (corpus / "empty-1.txt").write_bytes(b"")
+    (corpus / "empty-2.txt").write_bytes(b"")
+    settings = settings_for(tmp_path)
+    report = _build(settings, fake_encoder)
+    kept = str(corpus / "briefing.txt")
+    assert [(Path(d.path).relative_to(corpus).as_posix(), d.same_as) for d in report.duplicates] == [
+        ("copy of briefing.txt", kept), ("sub/briefing.txt", kept)]
+    # Empty files are each reported as empty, not as copies of one another.
+    assert sorted(Path(s.path).name for s in report.skipped) == ["empty-1.txt", "empty-2.txt"]
+    loaded = store.load_index(settings.index_dir)
+    assert set(loaded.documents) == {"briefing", "other"}
+    assert sum("Nitrogen dioxide" in c.text for c in loaded.chunks) == 1
+    assert loaded.manifest["duplicates"] == [{"path": d.path, "same_as": d.same_as} for d in report.duplicates]
+
+    again = _build(settings, fake_encoder)
+    assert again.up_to_date and again.duplicates == report.duplicates  # and still says so
+
+    (corpus / "briefing.txt").unlink()  # the copy kept is gone: the next one in path order takes its place
+    report = _build(settings, fake_encoder)
+    assert [Path(d.path).name for d in report.duplicates] == ["briefing.txt"]
+    assert set(store.load_index(settings.index_dir).documents) == {"copy-of-briefing", "other"}
+
+
+def test_a_copy_with_metadata_is_the_one_indexed(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = "The Board noted the report on screening programmes across the borough.\n"
+    (corpus / "a.txt").write_text(text, encoding="utf-8")
+    (corpus / "b.txt").write_text(text, encoding="utf-8")
+    (corpus / "metadata.toml").write_text('["b.txt"]\ntitle = "Screening note"\n', encoding="utf-8")
+    report = _build(settings_for(tmp_path), fake_encoder)
+    assert [(Path(d.path).name, Path(d.same_as).name) for d in report.duplicates] == [("a.txt", "b.txt")]
+
+
 @pytest.mark.parametrize(
     "names, ids",
     [
