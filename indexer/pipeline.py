@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 COUNCIL_TAKEN = "council taken from"  # starts the note of every council filled from other papers
 
 # Bump when parsing, structure or chunking changes what a build produces from the same file.
-PIPELINE_VERSION = 9  # 7: sentence spans and vectors; 8: no dash-only chunks, no figure rows as table headers; 9: PDF table cells joined into rows
+PIPELINE_VERSION = 10  # 7: sentence spans and vectors; 8: no dash-only chunks, no figure rows as table headers; 9: PDF table cells joined into rows; 10: council and body read from running heads, county-council bodies
 
 
 @dataclass
@@ -345,7 +345,7 @@ def _resolve_meta(src: SourceFile, parsed) -> tuple[DocumentMeta, list[str]]:
     """The metadata entry, or what the front sheet and the file name say, with notes on the gaps."""
     if src.meta is not None:
         return src.meta, []
-    detected = detect_front_sheet(parsed.elements)
+    detected = detect_front_sheet(parsed.elements, parsed.running)
     hint = _name_hint(src.path)
     from_name: list[str] = []
     body, when = detected.body, detected.meeting_date

@@ -60,6 +60,9 @@ class ParsedDocument:
     text: str
     elements: tuple[Element, ...]
     has_pages: bool
+    # Running headers and footers, left out of the text (they would pollute every chunk) but
+    # kept here: they often name the council, the body and the meeting when nothing else does.
+    running: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
