@@ -182,6 +182,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
                          parsed.elements[p.first].start, parsed.elements[p.last - 1].end)
                 for p in st.parts
             ),
+            source_url=meta.source_url,
         )
         documents.append((rec, parsed.text))
         chunks.extend(doc_chunks)
@@ -343,6 +344,11 @@ def _date_in_name(path: Path, hint: _NameHint | None) -> date | None:
 
 def _resolve_meta(src: SourceFile, parsed) -> tuple[DocumentMeta, list[str]]:
     """The metadata entry, or what the front sheet and the file name say, with notes on the gaps."""
+    if src.meta is not None and src.meta.source == "sidecar" and src.meta.council is None:
+        # The publisher's site said everything but the council (a sync run without --council).
+        council = detect_front_sheet(parsed.elements, parsed.running).council
+        notes = ["council detected from the front sheet" if council else "council not detected"]
+        return dataclasses.replace(src.meta, council=council, notes=tuple(notes)), notes
     if src.meta is not None:
         return src.meta, []
     detected = detect_front_sheet(parsed.elements, parsed.running)
@@ -392,7 +398,7 @@ def _council_changed(sources: list[SourceFile], fresh: dict[str, ParsedDocument]
     indexed without a council that a new paper can give, or one whose council was taken from
     papers since removed or changed (it would otherwise keep that council until edited)."""
     old = {d: previous.documents[d] for d in reused} if previous else {}
-    undecided = [s for s in sources if s.doc_id in old and old[s.doc_id].metadata_source == "detected"
+    undecided = [s for s in sources if s.doc_id in old and old[s.doc_id].metadata_source in _MAY_BORROW
              and (old[s.doc_id].council is None or _borrowed(old[s.doc_id]))]
     if not undecided:
         return []
@@ -405,6 +411,11 @@ def _council_changed(sources: list[SourceFile], fresh: dict[str, ParsedDocument]
         if (found[0] if found else None) != old[s.doc_id].council:
             changed.append(s)
     return changed
+
+
+# Papers whose missing council may be taken from other papers: detected ones, and sidecars
+# without one. A metadata.toml entry without a council was written that way on purpose.
+_MAY_BORROW = ("detected", "sidecar")
 
 
 def _borrowed(rec: DocumentRecord) -> bool:
@@ -439,7 +450,7 @@ def _council_for(meta, known: list[tuple[str, str | None, date | None]]) -> tupl
 
 
 def _fill_council(meta: DocumentMeta, notes: list[str], known) -> tuple[DocumentMeta, list[str]]:
-    found = _council_for(meta, known) if meta.council is None and meta.source == "detected" else None
+    found = _council_for(meta, known) if meta.council is None and meta.source in _MAY_BORROW else None
     if found is None:
         return meta, notes
     council, why = found

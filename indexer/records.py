@@ -23,8 +23,12 @@ class DocumentMeta:
     body: str | None = None
     meeting_date: date | None = None
     document_type: str = "document"
-    source: str = "metadata"  # "metadata" | "detected"
+    source: str = "metadata"  # "metadata" (corpus/metadata.toml) | "sidecar" (<file>.meta.toml) | "detected"
     notes: tuple[str, ...] = ()  # what could not be detected, said to the user
+    # From a publisher that files each paper under its agenda item (a Modern.Gov sync's sidecar).
+    agenda_item: str | None = None  # "8"
+    agenda_title: str | None = None  # that item's title on the agenda
+    source_url: str | None = None  # where the paper was published, for citations to link back to
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,7 @@ class DocumentRecord:
     chars: int
     pages: int | None
     parts: tuple["PartSpan", ...] = ()
+    source_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
     is_pack = meta.document_type == "agenda_pack"
     first_kind = "agenda" if is_pack else meta.document_type
     parts: list[Part] = []
-    cur = Part(first_kind, meta.title, meta.meeting_date, None, 0, 0)
+    # A paper its publisher filed under an agenda item is, as a whole, that item's.
+    cur = Part(first_kind, meta.title, meta.meeting_date, None if is_pack else meta.agenda_item, 0, 0)
     agenda: dict[str, str] = {}
 
     def start(new: Part, at: int) -> None:
@@ -379,6 +380,15 @@ def _blocks_in_part(els: tuple[Element, ...], part: Part, p_index: int, meta: Do
         i += 1
     close(part.last)
     return blocks
+
+
+def item_title(part: Part, meta: DocumentMeta) -> str:
+    """What a part's agenda item is called: the agenda's own title for the item when the
+    publisher filed the paper under it (an EqIA is cited as part of "24/00115 - ... Delivery
+    Plan", not as "EqIA"), else the part's title."""
+    if meta.agenda_title and part.agenda_item and part.agenda_item == meta.agenda_item:
+        return meta.agenda_title
+    return part.title
 
 
 def _base_path(part: Part, meta: DocumentMeta) -> tuple[str, ...]:

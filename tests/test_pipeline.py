@@ -443,6 +443,80 @@ def test_bundled_corpus_doc_ids_are_the_file_stems(corpus_dir):
     ]
 
 
+# ---------------------------------------------------------------- sidecar metadata
+
+
+SIDECAR = """\
+title = "24-00115 - EqIA"
+council = "Kent County Council"
+body = "Cabinet"
+meeting_date = 2025-01-30
+document_type = "document"
+agenda_item = 8
+agenda_title = "24/00115 - Kent County Council Integrated Care Strategy (KCC ICS) Delivery Plan"
+source_url = "https://democracy.example.gov.uk/documents/s502/24-00115%20-%20EqIA.pdf"
+
+[moderngov]
+meeting_id = 9001
+"""
+
+
+def test_sidecar_gives_a_file_its_metadata(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "eqia.txt").write_text("EQIA Submission Form\n\nThe aim of the strategy is to improve the health "
+                                     "and wellbeing of the people of the county.\n", encoding="utf-8")
+    (corpus / "eqia.txt.meta.toml").write_text(SIDECAR, encoding="utf-8")
+    (corpus / "orphan.pdf.meta.toml").write_text(SIDECAR, encoding="utf-8")  # its file never arrived
+    settings = settings_for(tmp_path)
+    report = _build(settings, fake_encoder)
+    assert report.skipped == [] and report.notes == {}
+    loaded = store.load_index(settings.index_dir)
+    assert set(loaded.documents) == {"eqia"}  # a sidecar is not a document
+    rec = loaded.documents["eqia"]
+    assert (rec.title, rec.council, rec.body, rec.meeting_date, rec.metadata_source) == (
+        "24-00115 - EqIA", "Kent County Council", "Cabinet", date(2025, 1, 30), "sidecar")
+    assert rec.source_url.endswith("/documents/s502/24-00115%20-%20EqIA.pdf")
+    assert [p.agenda_item for p in rec.parts] == ["8"]
+    item = "Item 8: 24/00115 - Kent County Council Integrated Care Strategy (KCC ICS) Delivery Plan"
+    assert {c.agenda_item for c in loaded.chunks} == {item}
+
+    # Written by hand, a metadata.toml entry takes precedence over what the site said.
+    (corpus / "metadata.toml").write_text('["eqia.txt"]\ntitle = "Equality impact assessment"\n', encoding="utf-8")
+    _build(settings, fake_encoder)
+    rec = store.load_index(settings.index_dir).documents["eqia"]
+    assert (rec.title, rec.body, rec.metadata_source, rec.source_url) == (
+        "Equality impact assessment", None, "metadata", None)
+
+
+def test_sidecar_without_a_council_has_it_detected(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "frontsheet.txt").write_text("AGENDA\n\nCABINET\n\nKent County Council\n\n1. Apologies\n",
+                                           encoding="utf-8")
+    (corpus / "eqia.txt").write_text("EQIA Submission Form\n\nThe aim is to improve health in the county.\n",
+                                     encoding="utf-8")
+    without = "\n".join(line for line in SIDECAR.splitlines() if not line.startswith("council"))
+    (corpus / "frontsheet.txt.meta.toml").write_text(without.replace("24-00115 - EqIA", "Agenda frontsheet"),
+                                                     encoding="utf-8")
+    (corpus / "eqia.txt.meta.toml").write_text(without, encoding="utf-8")
+    report = _build(settings_for(tmp_path), fake_encoder)
+    docs = store.load_index(settings_for(tmp_path).index_dir).documents
+    assert docs["frontsheet"].council == "Kent County Council"
+    assert report.notes["frontsheet"] == ["council detected from the front sheet"]
+    assert docs["eqia"].council == "Kent County Council"
+    assert report.notes["eqia"] == ["council taken from the other papers of the Cabinet meeting of 30 January 2025"]
+
+
+def test_malformed_sidecar_is_a_corpus_error(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The Board met and noted the report.", encoding="utf-8")
+    (corpus / "a.txt.meta.toml").write_text('body = "Cabinet"\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"a\.txt\.meta\.toml needs at least a title"):
+        _build(settings_for(tmp_path), fake_encoder)
+
+
 # ---------------------------------------------------------------- crash safety
 
 
