@@ -24,12 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     y = sub.add_parser("sync", help="fetch papers from a council's website into a corpus folder")
     sources = y.add_subparsers(dest="source", required=True)
     m = sources.add_parser("moderngov", help="a Modern.Gov site (most UK councils' committee papers)")
-    m.add_argument("--site", required=True, help="the site's address, e.g. https://democracy.kent.gov.uk")
+    m.add_argument("--site", required=True, metavar="URL", help="the site's address, e.g. https://democracy.kent.gov.uk")
     m.add_argument("--committee", action="extend", nargs="+", default=[], metavar="NAME|ID",
                    help="committees to sync, by name or id (default: all)")
-    m.add_argument("--from", dest="date_from", type=_day, help="first meeting date, YYYY-MM-DD (default: a year ago)")
-    m.add_argument("--to", dest="date_to", type=_day, help="last meeting date, YYYY-MM-DD (default: a month ahead)")
-    m.add_argument("--corpus", type=Path, help="corpus folder (default: $BOARDPAPERS_CORPUS_DIR or corpus)")
+    m.add_argument("--from", dest="date_from", type=_day, metavar="DATE", help="first meeting date, YYYY-MM-DD (default: a year ago)")
+    m.add_argument("--to", dest="date_to", type=_day, metavar="DATE", help="last meeting date, YYYY-MM-DD (default: a month ahead)")
+    m.add_argument("--corpus", type=Path, metavar="DIR", help="corpus folder (default: $BOARDPAPERS_CORPUS_DIR or corpus)")
     m.add_argument("--council", help="the council's name, for every paper (default: read from the papers)")
     m.add_argument("--recheck", action="store_true", help="ask the site whether papers fetched before have changed")
     args = parser.parse_args(argv)
@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sync":
         return _sync(settings, args)
     return _stats(settings)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _day(text: str) -> date:
@@ -65,9 +69,9 @@ def _sync(settings, args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cancelled = f" ({len(report.cancelled)} cancelled)" if report.cancelled else ""
-    print(f"synced {report.site} into {report.folder}: {len(report.committees)} committees, {report.meetings} "
-          f"meetings{cancelled}; {len(report.fetched)} papers fetched, {report.unchanged} unchanged, "
-          f"{len(report.failed)} problems; {report.requests} requests")
+    print(f"synced {report.site} into {report.folder}: {_n(len(report.committees), 'committee')}, "
+          f"{_n(report.meetings, 'meeting')}{cancelled}; {_n(len(report.fetched), 'paper')} fetched, "
+          f"{report.unchanged} unchanged, {_n(len(report.failed), 'problem')}; {_n(report.requests, 'request')}")
     for name in report.fetched:
         print(f"fetched: {name}")
     for name in report.relabelled:
@@ -77,10 +81,11 @@ def _sync(settings, args) -> int:
     for what, why in report.failed:
         print(f"problem: {what}: {why}")
     if report.missing:
-        print(f"note: {report.missing} papers that answered 404 before were not asked for again")
-    if report.items_without_papers or report.listed_twice:
-        print(f"note: {report.items_without_papers} agenda items list no papers; "
-              f"{report.listed_twice} papers listed more than once were fetched once")
+        print(f"note: {_n(report.missing, 'paper')} that answered 404 before not asked for again")
+    if report.items_without_papers:
+        print(f"note: {_n(report.items_without_papers, 'agenda item')} with no papers")
+    if report.listed_twice:
+        print(f"note: {_n(report.listed_twice, 'paper')} listed more than once, fetched once")
     if report.stopped:
         print(f"stopped: {report.stopped}", file=sys.stderr)
         return 1

@@ -383,7 +383,8 @@ def test_cli_syncs_and_says_what_it_did(site, tmp_path, capsys, monkeypatch):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert f"synced {site.url} into {folder_of(site, corpus)}: 2 committees, 4 meetings (1 cancelled); " \
-           f"6 papers fetched, 0 unchanged, 1 problems;" in out
+           f"6 papers fetched, 0 unchanged, 1 problem;" in out
+    assert "note: 1 paper listed more than once, fetched once" in out
     assert f"fetched: {EQIA_FILE}" in out and "cancelled: Cabinet, 20 February 2025" in out
     assert "problem: " in out and "24-00096%20-%20Report.pdf: 404 Not Found" in out
     assert main(args) == 0
