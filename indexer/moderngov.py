@@ -163,8 +163,8 @@ class ModernGovSite:
 
     def _linked_paper(self, doc: ET.Element, meeting: Meeting, number: str, item_title: str,
                       known: dict[str, str], problems: list[str]) -> Paper | None:
-        aid, title, url, published = _text(doc, "attachmentid"), _clean(_text(doc, "title") or ""), \
-            _text(doc, "url"), _text(doc, "publicationdate")
+        aid, url, published = _text(doc, "attachmentid"), _text(doc, "url"), _text(doc, "publicationdate")
+        title = _clean(_text(doc, "title") or "")
         if not url and aid and aid in known:
             url = known[aid]
         elif not url and aid:

@@ -224,6 +224,7 @@ def _one(fetcher: Fetcher, paper: Paper, council: str | None, folder: Path, stat
     }
     state.gone.pop(paper.url, None)
     state.save()
+    log.info("fetched %s (%d bytes) from %s", name, len(r.content), paper.url)
     report.fetched.append(name)
 
 
