@@ -36,6 +36,15 @@ class IndexerSettings(BaseSettings):
     pdf_strategy: str = "fast"  # layout models ("hi_res") would need a download
     progress: bool = True
     log_level: str = "INFO"
+    # `python -m indexer sync`: how a council's website is treated. A council's site serves its
+    # residents first; a sync is one more visitor and should read like a careful one.
+    sync_user_agent: str = "boardpapers/0.1 (council board papers search; python -m indexer sync)"
+    sync_delay_seconds: float = Field(1.0, ge=0)  # between two requests to the site
+    sync_retries: int = Field(3, ge=0, le=10)  # after a timeout, a dropped connection, a 429 or a 5xx
+    sync_backoff_seconds: float = Field(2.0, ge=0)  # the first retry's wait, doubled for each further one
+    sync_max_requests: int = Field(2000, ge=1)  # per run: a run that reaches it stops, says so, and resumes next time
+    sync_timeout_seconds: float = Field(30.0, gt=0)
+    sync_max_document_mb: float = Field(100.0, gt=0)  # a larger download is abandoned and reported
 
 
 def get_settings(**overrides) -> IndexerSettings:

@@ -101,6 +101,7 @@ class Citation(BaseModel):
     char_start: int
     char_end: int
     chunk_id: str | None = None
+    source_url: str | None = None  # where the paper was published, when a sync fetched it from the council's site
 
 
 class SearchResult(BaseModel):
@@ -137,6 +138,7 @@ class DocumentOut(BaseModel):
     chars: int
     pages: int | None
     chunks: int
+    source_url: str | None = None
 
 
 class DocumentDetail(DocumentOut):
@@ -185,6 +187,7 @@ class AskCitation(BaseModel):
     page: int | None
     char_start: int
     char_end: int
+    source_url: str | None = None
 
 
 class AskResponse(BaseModel):
