@@ -174,10 +174,40 @@ def train(base: str, triplets: list[Triplet], dev_rows: list[dict], index, reade
     if best_state is not None:
         model.load_state_dict(best_state)
     out.mkdir(parents=True, exist_ok=True)
-    model.save(str(out), safe_serialization=True)
+    model.save(str(out))
+    halve_weights(out)
     return {"base": base, "epochs": history, "kept_dev_recall@5": best, "triplets": len(triplets),
             "batch_size": batch_size, "lr": lr, "seed": seed, "train_max_tokens": max_tokens, "kept_epoch": max(history, key=lambda h: h["dev_recall@5"])["epoch"]}
 
 
+def halve_weights(folder: Path) -> None:
+    """Store the weights as float16 (43 MB instead of 87 MB, so they can ship in the repo); the
+    encoder loads them back as float32 (indexer/embed.py), so every vector is computed in float32
+    from the same rounded weights, at build and at query time alike."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    for path in folder.rglob("*.safetensors"):
+        weights = load_file(str(path))
+        save_file({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in weights.items()}, str(path),
+                  metadata={"format": "pt"})
+
+
 def write_card(out: Path, info: dict) -> None:
+    """training.json (the whole record) and a model card that says what this model is and how it was made."""
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    epochs = "; ".join(f"epoch {e['epoch']}: {e['dev_recall@5']:.3f}" for e in info["epochs"])
+    (out / "README.md").write_text(
+        "# boardpapers/minilm-members\n\n"
+        f"all-MiniLM-L6-v2 ({info['base']}) fine-tuned on council members' and officers' questions about board "
+        "papers, so that lay wording (\"kids leaving care\", \"lighting up\") finds the passage that answers it.\n\n"
+        f"- Data: {info['train_questions']} training questions of `evals/train/train_questions.jsonl` "
+        f"(papers left out: {', '.join(info['excluded_docs']) or 'none'}), each paired with the passage and the "
+        "sentence holding its evidence and a hard negative of each mined by the base retriever: "
+        f"{info['triplets']} triplets.\n"
+        f"- Recipe: in-batch multiple-negatives ranking loss (scale 20), AdamW lr {info['lr']}, batch {info['batch_size']}, "
+        f"passages cut to {info['train_max_tokens']} word pieces in training, seed {info['seed']}; the epoch with the best "
+        f"dense Recall@5 on the {info['dev_questions']} dev questions is kept ({epochs}; kept epoch {info['kept_epoch']}).\n"
+        "- Weights stored as float16 and loaded as float32.\n"
+        "- Rebuilt by `make judge` (`python -m evals train-encoder`); see the repository README for what it is worth.\n",
+        encoding="utf-8")

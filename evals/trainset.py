@@ -7,6 +7,9 @@ straddle the split. The held-out sets (evals/heldout*/) are never read here.
 Layout (evals/train/):
     train_questions.jsonl  train_unanswerable.jsonl   fitting (encoder and judge)
     dev_questions.jsonl    dev_unanswerable.jsonl     early stopping and calibration
+
+The questions written about the four Kent PDFs were moved out to evals/kent/ before any training:
+papers the models have never been fitted on, so they measure how far the training generalises.
 """
 
 from __future__ import annotations

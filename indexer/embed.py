@@ -65,7 +65,10 @@ class SentenceTransformerEncoder:
 
         path = resolve_model_path(name)
         try:
-            self.model = SentenceTransformer(path, device=device)
+            import torch
+
+            # float32 whatever the stored weights (the tuned model ships as float16 to halve its size).
+            self.model = SentenceTransformer(path, device=device, model_kwargs={"dtype": torch.float32})
         except Exception as e:  # hub errors, missing files: all mean "cannot load this model"
             raise EncoderError(f"cannot load embedding model {name!r} ({path}): {e}") from e
         self.name = name

@@ -26,9 +26,10 @@ def _rows(name: str) -> list[dict]:
 SETS = [("questions.jsonl", "unanswerable.jsonl", 80, 30),
         ("heldout/questions.jsonl", "heldout/unanswerable.jsonl", 40, 20),
         ("heldout2/questions.jsonl", "heldout2/unanswerable.jsonl", 60, 30),
-        ("heldout3/questions.jsonl", "heldout3/unanswerable.jsonl", 100, 50)]
+        ("heldout3/questions.jsonl", "heldout3/unanswerable.jsonl", 100, 50),
+        ("kent/questions.jsonl", "kent/unanswerable.jsonl", 100, 40)]
 HELD_OUT = SETS[1:]
-TRAIN = [("train/train_questions.jsonl", "train/train_unanswerable.jsonl", 800, 300),
+TRAIN = [("train/train_questions.jsonl", "train/train_unanswerable.jsonl", 700, 300),
          ("train/dev_questions.jsonl", "train/dev_unanswerable.jsonl", 200, 80)]
 KENT_PDFS = Path(__file__).resolve().parents[2] / "shared" / "council_pdfs"
 
