@@ -4,8 +4,8 @@ Examples come from the answerer's own candidates (Answerer.gather, the path /ask
 training question, every candidate sentence of its top passages, labelled 1 when it holds the
 question's evidence; every candidate of an unanswerable question is a 0. The network (pair features
 of the frozen encoder's vectors beside the scalar features of service/judge.py, one hidden layer)
-is fitted with a weighted binary cross-entropy, early-stopped on the dev split's question-level
-AUC (answered-with-evidence against the rest), then its best-candidate probability is calibrated
+is fitted with a weighted binary cross-entropy plus a listwise term per question, early-stopped
+on the dev split's question-level AUC (answered-with-evidence against the rest), then its best-candidate probability is calibrated
 on dev by isotonic regression, so the threshold /ask uses is a probability measured on questions
 the network was not fitted on. Deterministic: fixed seeds, full-batch order from a seeded generator.
 """
@@ -50,7 +50,11 @@ def collect(rows: list[dict], answerer) -> Examples:
             continue
         p, s = answerer.judge_features(g)
         ev = r.get("evidence") or []
-        y = [float(bool(ev) and sentence_holds(c.text, ev)) for c in g.candidates]
+        # A candidate answers when the quote /ask would show for it (the sentence widened to about 40
+        # words with the ones after it) holds the evidence: a figure's sentence often names what it
+        # counts only in the next one.
+        y = [float(bool(ev) and (sentence_holds(c.text, ev) or sentence_holds(answerer.selector.widen(c).text, ev)))
+             for c in g.candidates]
         pairs.append(p)
         scalars.append(s)
         labels += y
@@ -79,8 +83,8 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(wins / (len(pos) * len(neg)))
 
 
-def fit(train: Examples, dev: Examples, *, hidden: int = 64, epochs: int = 40, lr: float = 1e-3,
-        weight_decay: float = 1e-4, seed: int = 13) -> tuple[dict[str, np.ndarray], list[dict]]:
+def fit(train: Examples, dev: Examples, *, hidden: int = 64, epochs: int = 20, lr: float = 1e-3,
+        weight_decay: float = 1e-4, seed: int = 13, listwise_weight: float = 0.5) -> tuple[dict[str, np.ndarray], list[dict]]:
     import torch
 
     torch.manual_seed(seed)
@@ -98,12 +102,26 @@ def fit(train: Examples, dev: Examples, *, hidden: int = 64, epochs: int = 40, l
     pos_weight = torch.tensor([(1 - train.labels.mean()) / max(train.labels.mean(), 1e-6)])
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight.sqrt())
     history, best, best_state = [], -1.0, None
+    # Besides each candidate's own label (BCE: is it an answer at all), a listwise term per question:
+    # the softmax over the question's candidates should put its mass on the ones that answer, since
+    # /ask quotes the best few of them. Questions are shuffled in groups of 32.
+    groups = [np.flatnonzero(train.question == q) for q in np.unique(train.question)]
     for epoch in range(1, epochs + 1):
         net.train()
-        order = rng.permutation(len(yt))
-        for start in range(0, len(order), 512):
-            idx = torch.from_numpy(order[start:start + 512])
-            loss = loss_fn(net(xt[idx]).squeeze(1), yt[idx])
+        perm = rng.permutation(len(groups))
+        for start in range(0, len(perm), 32):
+            chunk = [groups[g] for g in perm[start:start + 32]]
+            idx = torch.from_numpy(np.concatenate(chunk))
+            logits = net(xt[idx]).squeeze(1)
+            loss = loss_fn(logits, yt[idx])
+            listwise, offset = [], 0
+            for g in chunk:
+                z, y = logits[offset:offset + len(g)], yt[idx[offset:offset + len(g)]]
+                offset += len(g)
+                if y.sum() > 0:
+                    listwise.append(torch.logsumexp(z, 0) - torch.logsumexp(z[y > 0.5], 0))
+            if listwise:
+                loss = loss + listwise_weight * torch.stack(listwise).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -113,7 +131,9 @@ def fit(train: Examples, dev: Examples, *, hidden: int = 64, epochs: int = 40, l
         best_p, good = question_scores(dev, pd)
         qlabel = good * dev.answerable[np.unique(dev.question)]
         score = auc(best_p, qlabel)
-        history.append({"epoch": epoch, "dev_question_auc": round(score, 4), "dev_pair_auc": round(auc(pd, dev.labels), 4)})
+        top1 = float(good.sum() / max(1, dev.answerable.sum()))  # answerable dev questions whose best candidate answers
+        history.append({"epoch": epoch, "dev_question_auc": round(score, 4), "dev_top1": round(top1, 4)})
+        log.info("judge epoch %d: dev question AUC %.3f, best candidate answers %.3f", epoch, score, top1)
         if score > best:
             best, best_state = score, {k: v.detach().clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)

@@ -25,7 +25,7 @@ def _services(index_dir: Path, model: str | None = None):
     from indexer.store import load_index
 
     index = load_index(index_dir)
-    settings = ServiceSettings(index_dir=index_dir, model=model or index.manifest["model"]["name"], judge_dir=None)
+    settings = ServiceSettings(index_dir=index_dir, model=model or index.manifest["model"]["name"], use_judge=False)
     return build_services(settings, index=index)
 
 

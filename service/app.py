@@ -46,7 +46,7 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
         encoder.enable_onnx()
     retriever = Retriever.from_settings(index, encoder, settings)
     decisions = DecisionSearch(index, retriever)
-    judge = load_judge(settings.judge_dir or DEFAULT_JUDGE)
+    judge = load_judge(settings.judge_dir or DEFAULT_JUDGE) if settings.use_judge else None
     if judge is not None and judge.encoder != encoder.name:
         if settings.judge_dir is not None:
             from indexer.store import IndexError_

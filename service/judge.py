@@ -28,7 +28,7 @@ from indexer.dates import YEAR
 from indexer.lexical import tokenize
 from service.question import QUARTER, Question
 
-JUDGE_VERSION = 1
+JUDGE_VERSION = 2  # 2: features relative to the question's best candidate
 # Answer types a question can ask for, and how a sentence shows it holds one.
 _ASKS = {
     "who": re.compile(r"(?i)\b(who|whom|whose|which (organisation|officer|member|body|team|partner)s?|lead|chair\w*|name)\b"),
@@ -49,8 +49,13 @@ SCALARS = (
     "idf_cover_passage", "missing_rare", "topic_cover", "asks_figure", "figure_held", "asks_who", "name_held",
     "asks_when", "date_held", "asks_where", "place_held", "period_named", "period_reached", "council_named",
     "council_match", "decision_q", "is_resolution", "proposal_q", "is_recommendation", "log_words", "whole_quote",
-    "best_in_passage",
+    "best_in_passage", "cos_sentence_gap", "overlap_gap", "idf_cover_gap", "passage_score_gap", "cos_rank",
 )
+# A pointwise judge sees one candidate at a time; these say how it stands against the question's
+# other candidates (its gap to the best of them, and its rank by meaning), which is what picking
+# the one sentence that answers needs.
+_GAPS = (("cos_sentence", "cos_sentence_gap"), ("overlap", "overlap_gap"), ("idf_cover_sentence", "idf_cover_gap"),
+         ("passage_score", "passage_score_gap"))
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,16 @@ def features(q: Question, qv: np.ndarray, cands: list[Candidate], chunks, vector
             math.log(1 + len(c.text.split())),
             float(c.whole),
             float(cos_s[i] >= best_by_row.get(c.chunk_row, 0.0) - 1e-6),
+            0.0, 0.0, 0.0, 0.0, 0.0,
         )
+    if n:
+        col = {name: i for i, name in enumerate(SCALARS)}
+        for src, dst in _GAPS:
+            out[:, col[dst]] = out[:, col[src]] - out[:, col[src]].max()
+        order = np.argsort(-out[:, col["cos_sentence"]], kind="stable")
+        ranks = np.empty(n, dtype=np.float32)
+        ranks[order] = np.arange(n, dtype=np.float32)
+        out[:, col["cos_rank"]] = 1.0 / (1.0 + ranks)
     return pair, out
 
 

@@ -43,6 +43,9 @@ def test_features_say_what_a_cosine_cannot():
     assert scalars[0, col["cos_sentence"]] == 1 and scalars[1, col["cos_sentence"]] == 0
     # A word the passage lacks altogether ("cervical") shows as a missing rare word.
     assert scalars[0, col["missing_rare"]] > 0
+    # Against the question's other candidates: the best has gap 0 and rank 1, the other falls behind.
+    assert scalars[0, col["cos_sentence_gap"]] == 0 and scalars[1, col["cos_sentence_gap"]] == -1
+    assert scalars[0, col["cos_rank"]] == 1 and scalars[1, col["cos_rank"]] == 0.5
 
 
 def test_decision_questions_see_resolutions():
@@ -59,7 +62,7 @@ def test_a_saved_judge_loads_scores_and_calibrates(tmp_path):
                "w1": rng.normal(size=(dim + len(SCALARS), hidden)).astype(np.float32),
                "b1": np.zeros(hidden, np.float32), "w2": np.ones((hidden, 1), np.float32), "b2": np.zeros(1, np.float32)}
     np.savez(tmp_path / "judge.npz", **weights)
-    (tmp_path / "judge.json").write_text(json.dumps({"version": 1, "scalars": list(SCALARS), "encoder": "m",
+    (tmp_path / "judge.json").write_text(json.dumps({"version": 2, "scalars": list(SCALARS), "encoder": "m",
                                                      "calibration": {"x": [0.2, 0.8], "y": [0.1, 0.9]}}))
     judge = load_judge(tmp_path)
     pair, scalars = _features("how many schools?", ["16 schools signed up.", "Schools were thanked."])
