@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export UNSTRUCTURED_DISABLE_NOTICE = 1
 
-.PHONY: run test install install-dev index serve evals bench clean
+.PHONY: run test install install-dev index serve evals bench clean judge
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
@@ -50,14 +50,20 @@ test: install-dev /usr/bin/chromium
 # LLM endpoint); with BOARDPAPERS_LLM_URL set, one more run scores the LLM answerer into ask_llm/.
 EVALS_OUT ?= evals/out
 EXTRACTIVE = env -u BOARDPAPERS_LLM_URL
+# "reranked" is hybrid + the trained judge over its top 20 (needs models/judge/ matching the index's model).
+RETRIEVERS ?= bm25,dense,hybrid,reranked
 evals: install-dev index
-	$(PY) -m evals run --index $(INDEX) --retrievers bm25,dense,hybrid --out $(EVALS_OUT)/run
+	$(PY) -m evals run --index $(INDEX) --retrievers $(RETRIEVERS) --out $(EVALS_OUT)/run
 	$(PY) -m evals ablate --index $(INDEX) --out $(EVALS_OUT)/ablate
 	$(EXTRACTIVE) $(PY) -m evals ask --index $(INDEX) --out $(EVALS_OUT)/ask
-	$(PY) -m evals run --index $(INDEX) --questions evals/heldout/questions.jsonl --out $(EVALS_OUT)/heldout_run
+	$(PY) -m evals run --index $(INDEX) --retrievers $(RETRIEVERS) --questions evals/heldout/questions.jsonl --out $(EVALS_OUT)/heldout_run
 	$(EXTRACTIVE) $(PY) -m evals ask --index $(INDEX) --questions evals/heldout/questions.jsonl --unanswerable evals/heldout/unanswerable.jsonl --out $(EVALS_OUT)/heldout_ask
-	$(PY) -m evals run --index $(INDEX) --questions evals/heldout2/questions.jsonl --out $(EVALS_OUT)/heldout2_run
+	$(PY) -m evals run --index $(INDEX) --retrievers $(RETRIEVERS) --questions evals/heldout2/questions.jsonl --out $(EVALS_OUT)/heldout2_run
 	$(EXTRACTIVE) $(PY) -m evals ask --index $(INDEX) --questions evals/heldout2/questions.jsonl --unanswerable evals/heldout2/unanswerable.jsonl --out $(EVALS_OUT)/heldout2_ask
+	$(PY) -m evals run --index $(INDEX) --retrievers $(RETRIEVERS) --questions evals/heldout3/questions.jsonl --out $(EVALS_OUT)/heldout3_run
+	$(EXTRACTIVE) $(PY) -m evals ask --index $(INDEX) --questions evals/heldout3/questions.jsonl --unanswerable evals/heldout3/unanswerable.jsonl --out $(EVALS_OUT)/heldout3_ask
+	$(EXTRACTIVE) $(PY) -m evals ablate-ask --index $(INDEX) --questions evals/heldout2/questions.jsonl --unanswerable evals/heldout2/unanswerable.jsonl --out $(EVALS_OUT)/heldout2_ablate_ask
+	$(EXTRACTIVE) $(PY) -m evals ablate-ask --index $(INDEX) --questions evals/heldout3/questions.jsonl --unanswerable evals/heldout3/unanswerable.jsonl --out $(EVALS_OUT)/heldout3_ablate_ask
 	@if [ -n "$$BOARDPAPERS_LLM_URL" ]; then \
 		echo "scoring the LLM answerer at $$BOARDPAPERS_LLM_URL"; \
 		$(PY) -m evals ask --index $(INDEX) --out $(EVALS_OUT)/ask_llm || exit 1; \
@@ -68,6 +74,18 @@ evals: install-dev index
 	$(PY) -m evals cranfield --data ../shared/benchmarks/cranfield --out $(EVALS_OUT)/cranfield
 	$(PY) -m evals beir --data ../shared/benchmarks/scifact --out $(EVALS_OUT)/scifact
 	$(PY) -m evals summary --out $(EVALS_OUT) --write evals/RESULTS.md
+
+# The tuned encoder (models/encoder/) and the judge (models/judge/), rebuilt from evals/train/ with fixed
+# seeds: about 40 minutes here. Training reads the bundled corpus and, when ../shared is beside the
+# checkout, the Kent PDFs its questions are about (never copied into the repo).
+TRAIN_CORPUS ?= .train/corpus
+judge: install-dev
+	rm -rf $(TRAIN_CORPUS) && mkdir -p $(TRAIN_CORPUS) && cp $(CORPUS)/* $(TRAIN_CORPUS)/
+	-cp ../shared/council_pdfs/*.pdf $(TRAIN_CORPUS)/ 2>/dev/null
+	$(PY) -m indexer build $(TRAIN_CORPUS) --index .train/index-base --model sentence-transformers/all-MiniLM-L6-v2
+	$(PY) -m evals train-encoder --index .train/index-base --out models/encoder
+	$(PY) -m indexer build $(TRAIN_CORPUS) --index .train/index-tuned --model boardpapers/minilm-members
+	$(PY) -m evals train-judge --index .train/index-tuned --out models/judge
 
 bench: install-dev index
 	$(PY) benchmarks/bench_build.py

@@ -1,4 +1,4 @@
-"""python -m evals {run,ablate,ask,decisions,beir,cranfield,summary} ... --out DIR"""
+"""python -m evals {run,ablate,ask,ablate-ask,decisions,beir,cranfield,summary,split-training,train-encoder,train-judge} ..."""
 
 from __future__ import annotations
 
@@ -53,6 +53,29 @@ def main(argv: list[str] | None = None) -> int:
         b.add_argument("--limit-queries", type=int, default=None)
         b.add_argument("--out", type=Path, required=True)
 
+    aa = sub.add_parser("ablate-ask", help="/ask with each named check switched off in turn")
+    aa.add_argument("--questions", type=Path, required=True)
+    aa.add_argument("--unanswerable", type=Path, required=True)
+    aa.add_argument("--index", type=Path, default=Path(".index"))
+    aa.add_argument("--out", type=Path, required=True)
+
+    st = sub.add_parser("split-training", help="merge the writers' training files and split by section")
+    st.add_argument("files", type=Path, nargs="+")
+    st.add_argument("--out", type=Path, default=HERE / "train")
+
+    te = sub.add_parser("train-encoder", help="fine-tune the encoder on evals/train (hard negatives mined)")
+    te.add_argument("--index", type=Path, required=True, help="an index built with the base model (mines negatives)")
+    te.add_argument("--out", type=Path, required=True)
+    te.add_argument("--exclude-docs", default="", help="comma-separated doc-id prefixes left out of training")
+    te.add_argument("--epochs", type=int, default=3)
+    te.add_argument("--batch-size", type=int, default=32)
+    te.add_argument("--lr", type=float, default=3e-5)
+
+    tj = sub.add_parser("train-judge", help="train the judge on evals/train with an index of the tuned encoder")
+    tj.add_argument("--index", type=Path, required=True)
+    tj.add_argument("--out", type=Path, required=True)
+    tj.add_argument("--exclude-docs", default="")
+
     s = sub.add_parser("summary", help="evals/RESULTS.md from the metrics.json files of the runs above")
     s.add_argument("--out", type=Path, default=HERE / "out", help="the folder holding run/, ask/, decisions/, ...")
     s.add_argument("--write", type=Path, default=HERE / "RESULTS.md")
@@ -67,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
+    if args.cmd in ("split-training", "train-encoder", "train-judge"):
+        from evals import training
+
+        return training.main(args)
     from evals import run as R
 
     if args.cmd == "run":
@@ -78,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             source = args.url
         else:
             index = args.index or Path(".index")
+            qs = R.held_by_index(qs, index)
             names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
             searches = R.retriever_searches(index, names)
             source = str(index)
@@ -90,8 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "ask":
         from evals.questions import load_questions, load_unanswerable
 
-        result = R.run_ask(load_questions(args.questions), load_unanswerable(args.unanswerable), args.out,
+        qs = load_questions(args.questions)
+        qs = qs if args.url else R.held_by_index(qs, args.index or Path(".index"))
+        result = R.run_ask(qs, load_unanswerable(args.unanswerable), args.out,
                            index_dir=args.index or Path(".index"), url=args.url)
+    elif args.cmd == "ablate-ask":
+        from evals.questions import load_questions, load_unanswerable
+
+        result = R.run_ask_ablation(R.held_by_index(load_questions(args.questions), args.index), load_unanswerable(args.unanswerable), args.out,
+                                    args.index)
     elif args.cmd == "decisions":
         result = R.run_decisions(args.gold, args.out, args.index)
     else:

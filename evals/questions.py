@@ -17,12 +17,15 @@ class Question:
     doc: str
     evidence: tuple[str, ...]
     answer: str
+    history: tuple[str, ...] = ()  # the questions asked before it, oldest first (a follow-up leans on them)
 
 
 @dataclass(frozen=True)
 class Unanswerable:
     id: str
     question: str
+    trap: str | None = None  # what makes it look answerable ("off_topic" when nothing near it is in the papers)
+    history: tuple[str, ...] = ()
 
 
 def load_questions(path: Path) -> list[Question]:
@@ -32,7 +35,8 @@ def load_questions(path: Path) -> list[Question]:
             continue
         try:
             d = json.loads(line)
-            q = Question(d["id"], d["question"], d["kind"], d["doc"], tuple(d["evidence"]), d.get("answer", ""))
+            q = Question(d["id"], d["question"], d["kind"], d["doc"], tuple(d["evidence"]), d.get("answer", ""),
+                         tuple(d.get("history") or ()))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"{path}:{n}: not a question record ({e})") from e
         if q.kind not in KINDS:
@@ -49,7 +53,7 @@ def load_unanswerable(path: Path) -> list[Unanswerable]:
         if line.strip():
             try:
                 d = json.loads(line)
-                out.append(Unanswerable(d["id"], d["question"]))
+                out.append(Unanswerable(d["id"], d["question"], d.get("trap"), tuple(d.get("history") or ())))
             except (json.JSONDecodeError, KeyError) as e:
                 raise ValueError(f"{path}:{n}: not a question record ({e})") from e
     return out

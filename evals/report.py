@@ -105,6 +105,16 @@ def ask_report(metrics: Mapping, outcomes, bad_quotes, source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ask_ablation_report(result: Mapping[str, Mapping], source: str) -> str:
+    """One row per configuration: what switching each /ask check off does to the answers."""
+    keys = ["answered_with_evidence", "answered_found", "declined_unanswerable", "declined_near_topic"]
+    rows = [[name, *(None if m.get(k) is None else round(m[k], 3) for k in keys)] for name, m in result.items()]
+    return "\n".join([f"# /ask checks ablation ({_stamp()})", "", f"Source: `{source}`.", "",
+                      _table(rows, ["configuration", *keys]), "",
+                      "Each row switches one named check off (BOARDPAPERS_ASK_CHECKS); a check earns its keep "
+                      "when its row loses more right declines than it gains answers with the evidence.", ""])
+
+
 def decisions_report(public: Mapping, res: Mapping, gold, extracted, source: str) -> str:
     lines = [f"# Decision extraction ({_stamp()})", "", f"Index: `{source}`. A gold entry matches an extracted record "
              "of the same document and kind whose text holds ≥90% of both its first and last quote contiguously.", "",

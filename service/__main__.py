@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         # Load before serving so a wrong index is one clear line, not a failed startup trace.
-        encoder = load_encoder(settings.model)
-        index = load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim)
+        index = load_index(settings.index_dir)
+        encoder = load_encoder(settings.model or index.manifest["model"]["name"])
+        index = load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim) \
+            if settings.model else index
     except (IndexError_, EncoderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from indexer.config import DEFAULT_MODEL
 from indexer.embed import Encoder, load_encoder
 from indexer.store import LoadedIndex, load_index
 from service.config import ServiceSettings
@@ -18,14 +19,21 @@ from service.deps import Services
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+DEFAULT_JUDGE = Path(__file__).resolve().parent.parent / "models" / "judge"
 
 
 def build_services(settings: ServiceSettings, encoder: Encoder | None = None, index: LoadedIndex | None = None) -> Services:
     from service.answer import Answerer
     from service.decisions import DecisionSearch
+    from service.judge import load_judge
     from service.retrieve import Retriever
 
-    encoder = encoder or load_encoder(settings.model)
+    if encoder is None:
+        # Unless told otherwise, queries are encoded by the model that built the index.
+        from indexer.store import read_manifest
+
+        built = (index.manifest if index is not None else read_manifest(settings.index_dir)) or {}
+        encoder = load_encoder(settings.model or built.get("model", {}).get("name") or DEFAULT_MODEL)
     index = index or load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim)
     if index.manifest["model"]["name"] != encoder.name or index.manifest["model"]["dim"] != encoder.dim:
         from indexer.store import IndexError_
@@ -38,7 +46,18 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
         encoder.enable_onnx()
     retriever = Retriever.from_settings(index, encoder, settings)
     decisions = DecisionSearch(index, retriever)
-    return Services(settings, index, encoder, retriever, decisions, Answerer(settings, retriever, decisions, encoder))
+    judge = load_judge(settings.judge_dir or DEFAULT_JUDGE) if settings.use_judge else None
+    if judge is not None and judge.encoder != encoder.name:
+        if settings.judge_dir is not None:
+            from indexer.store import IndexError_
+
+            raise IndexError_(f"the judge in {settings.judge_dir} was trained on {judge.encoder!r} vectors but the "
+                              f"encoder is {encoder.name!r}: retrain it (make judge) or unset BOARDPAPERS_JUDGE_DIR")
+        # The shipped judge reads the shipped encoder's vectors; an index of another model goes without.
+        log.warning("no judge: the shipped one was trained on %r vectors, this index is %r", judge.encoder, encoder.name)
+        judge = None
+    answerer = Answerer(settings, retriever, decisions, encoder, judge)
+    return Services(settings, index, encoder, retriever, decisions, answerer)
 
 
 def create_app(settings: ServiceSettings | None = None, *, encoder: Encoder | None = None,

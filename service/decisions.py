@@ -14,6 +14,7 @@ import numpy as np
 
 from indexer.records import Decision
 from indexer.store import LoadedIndex
+from service.question import Question
 from service.retrieve import Retriever
 
 MIN_DENSE = 0.35  # below this cosine a decision is not counted as matching a query on meaning alone
@@ -21,7 +22,7 @@ MIN_DENSE = 0.35  # below this cosine a decision is not counted as matching a qu
 
 @dataclass(frozen=True)
 class DecisionQuery:
-    q: str | None = None
+    q: Question | str | None = None  # search words, or a question the caller has read already
     council: str | None = None
     body: str | None = None
     date_from: date | None = None
@@ -51,7 +52,8 @@ class DecisionSearch:
         if not query.q:
             pool.sort(key=lambda i: self._newest_key(self.index.decisions[i]))
             return [(self.index.decisions[i], None) for i in pool]
-        scores = self._scores(query.q, query_vector)
+        question = query.q if isinstance(query.q, Question) else self.retriever.reader.read(query.q)
+        scores = self._scores(question, query_vector)
         matched = [i for i in pool if scores[i] is not None]
         matched.sort(key=lambda i: (-round(scores[i], 6), self._newest_key(self.index.decisions[i])))
         return [(self.index.decisions[i], scores[i]) for i in matched]
@@ -81,16 +83,15 @@ class DecisionSearch:
     def _newest_key(d: Decision):
         return (-(d.meeting_date.toordinal() if d.meeting_date else 0), d.doc_id, d.char_start)
 
-    def _scores(self, q: str, qv: np.ndarray | None = None) -> list[float | None]:
+    def _scores(self, question: Question, qv: np.ndarray | None = None) -> list[float | None]:
         n = len(self.index.decisions)
         if n == 0:
             return []
-        lexical = self.index.decisions_bm25.scores(q) if self.index.decisions_bm25 else np.zeros(n)
+        lexical = self.index.decisions_bm25.scores(question.query) if self.index.decisions_bm25 else np.zeros(n)
         if qv is None:
-            qv = self.retriever.encode_query(q)
+            qv = self.retriever.encode_query(question.query)
         dense = np.array([float(np.max(self.index.vectors[r] @ qv)) if r.size else 0.0 for r in self._rows])
         top = float(lexical.max()) or 1.0
-        hints = self.retriever.hints(q)
         out: list[float | None] = []
         for i, d in enumerate(self.index.decisions):
             if lexical[i] <= 0 and dense[i] < MIN_DENSE:
@@ -98,7 +99,7 @@ class DecisionSearch:
                 continue
             score = 0.5 * lexical[i] / top + 0.5 * dense[i]
             if d.meeting_date and (
-                (d.meeting_date.year, d.meeting_date.month) in hints.month_years or d.meeting_date in hints.dates
+                (d.meeting_date.year, d.meeting_date.month) in question.month_years or d.meeting_date in question.dates
             ):
                 score += 0.25
             out.append(score)

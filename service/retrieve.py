@@ -17,24 +17,17 @@ Every weight here was chosen on evals/questions.jsonl; the README has the number
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
-from datetime import date
 
 import numpy as np
 
-from indexer.dates import DAY_MONTH_YEAR, MONTHS, YEAR, find_month_years
 from indexer.embed import Encoder
-from indexer.lexical import tokenize
 from indexer.records import Chunk
 from indexer.store import LoadedIndex
+from service.question import Question, QuestionReader
 from service.schemas import Filters
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
-# What a question asks for: the board's decision, or what a report put to the board.
-DECISION_Q = re.compile(r"(?i)\b(resolv\w*|decid\w*|decision\w*|agree\w*|endors\w*|approv\w*|resolution\w*|"
-                        r"outcome\w*|conclu\w*|signed off)\b")
-PROPOSAL_Q = re.compile(r"(?i)\b(asked to|recommend\w*|propos\w*)\b")
 SHORT_WORDS = 10  # passages under this many words get the short-passage penalty
 
 
@@ -43,23 +36,6 @@ class Hit:
     row: int  # row in the chunk store = FAISS id = BM25 row
     score: float
     chunk: Chunk
-
-
-@dataclass(frozen=True)
-class QueryHints:
-    """What a question says about which meeting or council it means."""
-
-    dates: tuple[date, ...]
-    month_years: tuple[tuple[int, int], ...]
-    years: tuple[int, ...]
-    councils: tuple[str, ...]
-
-
-def wants(question: str) -> str | None:
-    """"decision" for what the board resolved, "proposal" for what it was asked to do, else None."""
-    if PROPOSAL_Q.search(question):
-        return "proposal"
-    return "decision" if DECISION_Q.search(question) else None
 
 
 class UnknownRetriever(ValueError):
@@ -92,9 +68,8 @@ class Retriever:
         self._months = np.array([(c.meeting_date.year * 12 + c.meeting_date.month) if c.meeting_date else -1 for c in chunks])
         self._years = np.array([c.meeting_date.year if c.meeting_date else -1 for c in chunks])
         self._dedup_key = [re.sub(r"\W+", " ", c.text.lower()).strip() for c in chunks]
-        self._known_councils = sorted({c.council for c in chunks if c.council})
-        # "Barnet", "Westminster": the words that name a council, which say nothing of a topic.
-        self.council_terms = frozenset(t for c in self._known_councils for t in tokenize(" ".join(_council_words(c))))
+        # Questions are read against the councils this index holds ("Barnet" names a council, not a topic).
+        self.reader = QuestionReader(c.council for c in chunks if c.council)
         self._short = np.array([len(c.text.split()) < SHORT_WORDS for c in chunks], dtype=bool)
         # Sentences are stored in chunk order, so chunk r's sentences are rows [first[r], first[r+1]).
         owner = np.array([x.chunk_row for x in index.sentences], dtype=np.int64)
@@ -111,13 +86,17 @@ class Retriever:
 
     # ------------------------------------------------------------ public
 
-    def search(self, query: str, k: int = 10, filters: Filters | None = None, mode: str = "hybrid",
+    def search(self, question: Question | str, k: int = 10, filters: Filters | None = None, mode: str = "hybrid",
                use_hints: bool = True, query_vector: np.ndarray | None = None) -> list[Hit]:
-        """The k best passages for a query, best first, each passage text at most once.
+        """The k best passages for a question, best first, each passage text at most once.
 
+        question: a Question read by the caller, or plain search words (read here).
         query_vector: the query already encoded by the caller (the answerer needs it too), so
         the model runs once per question.
         """
+        if isinstance(question, str):
+            question = self.reader.read(question)
+        query = question.query
         if mode not in RETRIEVERS:
             raise UnknownRetriever(f"unknown retriever {mode!r}: use one of {', '.join(RETRIEVERS)}")
         if self._n == 0:
@@ -139,9 +118,9 @@ class Retriever:
         if hybrid and self.sentence_weight and fused:
             self._add(fused, self._best_sentences(list(fused), query_vector), True, self.sentence_weight)
         if hybrid and fused:
-            self._priors(fused, query)
+            self._priors(fused, question)
         if use_hints and fused:
-            self._boost(fused, self.hints(query))
+            self._boost(fused, question)
         order = sorted(fused.items(), key=lambda kv: -kv[1])
         hits: list[Hit] = []
         seen: set[str] = set()
@@ -170,19 +149,6 @@ class Retriever:
         if f.decisions_only:
             m &= self._kinds == "resolution"
         return m
-
-    def hints(self, query: str) -> QueryHints:
-        dates = []
-        for m in DAY_MONTH_YEAR.finditer(query):
-            try:
-                dates.append(date(int(m.group(3)), MONTHS[m.group(2).lower()], int(m.group(1))))
-            except ValueError:
-                pass
-        month_years = tuple(find_month_years(query))
-        years = tuple(int(y) for y in YEAR.findall(query))
-        q = query.lower()
-        councils = tuple(c for c in self._known_councils if any(w in q for w in _council_words(c)))
-        return QueryHints(tuple(dates), month_years, years, councils)
 
     # ------------------------------------------------------------ internals
 
@@ -227,11 +193,11 @@ class Retriever:
         order = np.argsort(-best, kind="stable")
         return [(int(rows_a[i]), float(best[i])) for i in order]
 
-    def _priors(self, fused: dict[int, float], query: str) -> None:
+    def _priors(self, fused: dict[int, float], question: Question) -> None:
         """Intent and length priors, scaled to the best fused score like the meeting boost."""
         if not (self.kind_boost or self.short_penalty):
             return
-        want = {"decision": "resolution", "proposal": "recommendation"}.get(wants(query) or "")
+        want = {"decision": "resolution", "proposal": "recommendation"}.get(question.intent or "")
         top = max(fused.values())
         for row in fused:
             if want and self._kinds[row] == want:
@@ -256,7 +222,7 @@ class Retriever:
             for row, score in ranked:
                 fused[row] = fused.get(row, 0.0) + weight * (score - low) / span
 
-    def _boost(self, fused: dict[int, float], hints: QueryHints) -> None:
+    def _boost(self, fused: dict[int, float], hints: Question) -> None:
         if not (hints.dates or hints.month_years or hints.years or hints.councils) or self.date_boost == 0:
             return
         top = max(fused.values())
@@ -276,7 +242,3 @@ class Retriever:
             if b:
                 fused[int(row)] += scale * b
 
-
-def _council_words(council: str) -> list[str]:
-    words = [w for w in re.findall(r"[a-z]+", council.lower()) if w not in {"london", "borough", "of", "city", "council", "the", "royal"}]
-    return words or [council.lower()]

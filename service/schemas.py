@@ -80,6 +80,9 @@ class SearchRequest(BaseModel):
     query: str = Field(json_schema_extra=QUERY_SCHEMA)
     k: int = Field(10, ge=1, le=50)
     filters: Filters = Field(default_factory=Filters)
+    # Rerank the first-stage results with the trained judge (see README, "The judge"); ignored
+    # when no judge is loaded. Off by default: a plain search stays fast.
+    rerank: bool = False
 
     _q = field_validator("query")(classmethod(lambda cls, v: _clean_query(v)))
 
@@ -98,6 +101,7 @@ class Citation(BaseModel):
     char_start: int
     char_end: int
     chunk_id: str | None = None
+    source_url: str | None = None  # where the paper was published, when a sync fetched it from the council's site
 
 
 class SearchResult(BaseModel):
@@ -134,6 +138,7 @@ class DocumentOut(BaseModel):
     chars: int
     pages: int | None
     chunks: int
+    source_url: str | None = None
 
 
 class DocumentDetail(DocumentOut):
@@ -182,6 +187,7 @@ class AskCitation(BaseModel):
     page: int | None
     char_start: int
     char_end: int
+    source_url: str | None = None
 
 
 class AskResponse(BaseModel):
@@ -191,8 +197,11 @@ class AskResponse(BaseModel):
     passages: list[SearchResult] = Field(default_factory=list)
     answerer: str = "extractive"
     # Set when found is false: "weak_evidence" (nothing close enough), "period_not_covered" (not for
-    # the year or quarter asked), "no_figure" (a figure asked for is not given) or "no_decision".
+    # the year or quarter asked), "no_figure" (a figure asked for is not given), "no_decision", or
+    # "unsure" (the judge leans against an answer but the best passages are shown with their quotes).
     reason: str | None = None
+    # The judge's calibrated probability that the best quote answers the question (null without a judge).
+    confidence: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class DecisionOut(BaseModel):

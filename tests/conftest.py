@@ -367,6 +367,45 @@ def parsed_corpus(corpus_dir: Path, repo_root: Path, tmp_path_factory: pytest.Te
         proc.wait()
 
 
+# ---------------------------------------------------------------- the four Kent County Council PDFs
+
+
+# Published Kent Cabinet papers, kept beside the repository (never committed): ../shared/council_pdfs.
+KENT_PDFS = REPO_ROOT.parent / "shared" / "council_pdfs"
+KENT_NAMES = {
+    "appendix": "cabinet__2025-01-30__24-00115 - Appendix B - KCC ICS priorities measures.pdf",
+    "eqia": "cabinet__2025-01-30__24-00115 - EqIA.pdf",
+    "agenda": "cabinet__2025-01-30__Agenda frontsheet 30th-Jan-2025 10.00 Cabinet.pdf",
+    "pack": "cabinet__2025-03-13__pack__Public reports pack 13th-Mar-2025 15.00 Cabinet.pdf",
+}
+
+
+@pytest.fixture(scope="session")
+def kent_pdfs() -> dict[str, Path]:
+    """{"appendix" | "eqia" | "agenda" | "pack": path} of the four Kent PDFs; skips when they are absent."""
+    paths = {key: KENT_PDFS / name for key, name in KENT_NAMES.items()}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        pytest.skip(f"Kent PDFs not available: {missing[0]}")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def kent_parsed(kent_pdfs):
+    """{sha256: ParsedDocument} of the four Kent PDFs, parsed once per session (about 14 s, most
+    of it the 31-page appendix), for tests that would otherwise parse them again."""
+    import hashlib
+
+    from indexer.parse import parse
+    from indexer.records import SourceFile
+
+    out = {}
+    for key, path in kent_pdfs.items():
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        out[sha] = parse(SourceFile(path=path, doc_id=key, sha256=sha, meta=None))
+    return out
+
+
 # ---------------------------------------------------------------- the real index
 
 

@@ -1,4 +1,4 @@
-"""The answerer's plain rules, without a model: topic words, named periods and asked-for figures."""
+"""The answerer's plain rules, without a model: the question as read, named periods, asked-for figures."""
 
 from __future__ import annotations
 
@@ -6,8 +6,26 @@ import dataclasses
 from datetime import date
 
 from indexer.records import Chunk
-from service.answer import (SHOWN_WORDS, Answerer, Sentence, _declined, _figure_given, _holds_topic, _periods_missing,
-                            _topic_terms, _unanswered)
+from service.answer import Sentence
+from service.answer.checks import CHECKS, figure, holds_topic, month, period, unanswered
+from service.answer.compose import SHOWN_WORDS, compose, declined
+from service.question import QuestionReader, topic_terms
+
+READER = QuestionReader(["London Borough of Barnet", "City of Westminster"])
+ALL = frozenset(CHECKS)
+
+
+def _periods_missing(question: str, chosen) -> list[str]:
+    out = period(READER.read(question), chosen)
+    return out[1] if out else []
+
+
+def _figure_given(question: str, chosen) -> bool:
+    return figure(READER.read(question), chosen) is None
+
+
+def _unanswered(question: str, chosen, enabled=ALL):
+    return unanswered(READER.read(question), chosen, enabled)
 
 
 def _chunk(text: str, *, title: str = "Report", heading: tuple[str, ...] = ("Pack", "Item 7: Screening"),
@@ -23,19 +41,18 @@ def _quote(text: str, **kw) -> Sentence:
 
 
 def test_topic_words_leave_out_decision_verbs_common_board_words_and_council_names():
-    councils = frozenset({"barnet", "westminst"})
-    assert _topic_terms("what did Barnet's board decide about a child poverty strategy?", councils) == \
+    assert READER.read("what did Barnet's board decide about a child poverty strategy?").topic == \
         {"child", "poverti", "strategi"}
-    assert _topic_terms("has the board endorsed a SEND strategy before?") == {"send", "strategi"}
+    assert topic_terms("has the board endorsed a SEND strategy before?") == {"send", "strategi"}
 
 
 def test_more_than_half_of_the_topic_words_must_be_held():
     topic = {"child", "poverti", "strategi"}
-    assert _holds_topic(topic, "The child poverty strategy was endorsed.")
-    assert _holds_topic(topic, "Child poverty in the borough")  # two of three
-    assert not _holds_topic(topic, "The SEND Strategy 2017-2020 for Barnet")  # one of three
-    assert not _holds_topic({"send", "strategi"}, "Westminster Health and Wellbeing Strategy")  # one of two
-    assert not _holds_topic(set(), "anything")
+    assert holds_topic(topic, "The child poverty strategy was endorsed.")
+    assert holds_topic(topic, "Child poverty in the borough")  # two of three
+    assert not holds_topic(topic, "The SEND Strategy 2017-2020 for Barnet")  # one of three
+    assert not holds_topic({"send", "strategi"}, "Westminster Health and Wellbeing Strategy")  # one of two
+    assert not holds_topic(set(), "anything")
 
 
 def test_a_named_year_must_appear_in_a_quoted_passage():
@@ -58,28 +75,30 @@ def test_a_named_quarter_must_appear_in_a_quoted_passage():
 
 def test_a_decision_question_naming_a_month_needs_a_quote_from_that_meeting_or_naming_it():
     march = _quote("It was RESOLVED that the Board noted the report.", meeting=date(2018, 3, 8))
-    q = "what did barnet's board decide at its november 2018 meeting?"
-    assert _unanswered(q, [march], set(), True) == ("period_not_covered", ["november 2018"])
-    assert _unanswered(q.replace("november", "March"), [march], {"report"}, True) == (None, [])
+    q = READER.read("what did barnet's board decide at its november 2018 meeting?")
+    assert q.wants_decision and q.named_months == (("november 2018", (2018, 11)),)
+    assert month(q, [march]) == ("period_not_covered", ["november 2018"])
+    assert _unanswered(q.text, [march]) == ("period_not_covered", ["november 2018"])
+    assert month(READER.read(q.text.replace("november", "March")), [march]) is None
     # The month may be the minutes a resolution agrees rather than the meeting that agreed them.
     approving = _quote("That the minutes of the meeting held on 18 September 2014 be agreed.", meeting=date(2014, 11, 20))
-    assert _unanswered("were the September 2014 minutes agreed?", [approving], {"minut"}, True) == (None, [])
+    assert _unanswered("were the September 2014 minutes agreed?", [approving]) == (None, [])
     # Other questions are not held to months: tables write "Mar-18".
-    assert _unanswered("what share had a health check as at March 2018?", [_quote("Health checks Mar-18 59%")],
-                       set(), False) == (None, [])
+    assert _unanswered("what share had a health check as at March 2018?", [_quote("Health checks Mar-18 59%")]) == \
+        (None, [])
+    # Switched off, the check no longer declines.
+    assert _unanswered(q.text, [march], ALL - {"month", "decision_topic"}) == (None, [])
 
 
 def test_a_decline_past_the_threshold_says_what_the_quotes_lack():
     """The period is checked first, then the figure, then (for decision questions) the topic."""
     other_year = [_quote("In 2019/20 uptake was 64%.", meeting=date(2020, 1, 9))]
-    assert _unanswered("what was the uptake in 2017/18?", other_year, {"uptak"}, False) == (
-        "period_not_covered", ["2017/18"])
+    assert _unanswered("what was the uptake in 2017/18?", other_year) == ("period_not_covered", ["2017/18"])
     no_number = [_quote("Uptake of screening was discussed by the board.")]
-    assert _unanswered("what was the screening uptake rate?", no_number, {"screen", "uptak"}, False) == ("no_figure", [])
-    assert _unanswered("what did the board decide on a SEND strategy?", no_number, {"send", "strategi"}, True) == (
-        "no_decision", [])
-    assert _unanswered("what did the board decide on screening?", no_number, {"screen"}, True) == (None, [])
-    r = _declined("period_not_covered", "London Borough of Barnet papers", [], ["2017/18", "Q3"])
+    assert _unanswered("what was the screening uptake rate?", no_number) == ("no_figure", [])
+    assert _unanswered("what did the board decide on a SEND strategy?", no_number) == ("no_decision", [])
+    assert _unanswered("what did the board decide on screening?", no_number) == (None, [])
+    r = declined("period_not_covered", "London Borough of Barnet papers", [], ["2017/18", "Q3"])
     assert r.found is False and r.citations == [] and r.reason == "period_not_covered"
     assert r.answer.startswith("The London Borough of Barnet papers I have don't appear to cover this for 2017/18 or Q3")
 
@@ -109,7 +128,7 @@ def test_answer_names_each_meeting_once_and_shortens_long_quotes_but_not_their_c
     long_text = " ".join(f"word{i}" for i in range(SHOWN_WORDS + 20))
     chosen = [_quote("The grant for 2019/20 is £16.703m."), _quote(long_text),
               _quote("The grant was £967,402.", meeting=date(2015, 1, 22))]
-    answer, citations = Answerer._compose(None, chosen)
+    answer, citations = compose(chosen)
     lines = answer.splitlines()
     assert lines[0] == "Report to the London Borough of Barnet Health & Wellbeing Board meeting of 8 March 2018, 7:"
     assert lines[1] == "• “The grant for 2019/20 is £16.703m.” [1]"
@@ -123,7 +142,7 @@ def test_answer_names_each_meeting_once_and_shortens_long_quotes_but_not_their_c
 def test_a_resolution_is_shown_whole():
     text = "RESOLVED that: " + " ".join(f"part{i}" for i in range(SHOWN_WORDS + 20))
     res = Sentence(dataclasses.replace(_chunk(text), kind="resolution", document_type="minutes"), 0, len(text), text, 0.0)
-    answer, _ = Answerer._compose(None, [res])
+    answer, _ = compose([res])
     assert answer.startswith("The board resolved (minutes of the London Borough of Barnet Health & Wellbeing Board "
                              "meeting of 8 March 2018, 7): “RESOLVED that:")
     assert f"part{SHOWN_WORDS + 19}” [1]" in answer

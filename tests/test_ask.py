@@ -208,12 +208,12 @@ def test_meeting_phrase_without_council_or_body():
     from datetime import date
 
     from indexer.records import Chunk
-    from service.answer import _meeting_phrase
+    from service.answer.compose import meeting_phrase
 
     c = Chunk(id="x", doc_id="d", text="t", char_start=0, char_end=1, kind="text", document_type="report",
               title="Cabinet papers", council=None, body=None, meeting_date=date(2025, 1, 30), agenda_item="Item 8",
               heading_path=("Cabinet papers",), page=3, tokens=1, embed_text="t", content_hash="h")
-    phrase = _meeting_phrase(c)
+    phrase = meeting_phrase(c)
     assert phrase == "report to the meeting of 30 January 2025, Item 8", phrase
     assert "the board papers" not in phrase
 
@@ -230,8 +230,8 @@ def test_decide_question_cites_the_decision_record(app_client):
 
 
 def test_topic_terms_drop_decision_verbs_and_board_words():
-    from service.answer import _topic_terms
+    from service.question import topic_terms
 
-    assert _topic_terms("what did the board resolve about the pharmaceutical needs assessment?") == \
-        _topic_terms("pharmaceutical needs assessment")
-    assert _topic_terms("has the Health and Wellbeing Board ever endorsed anything?") == set()
+    assert topic_terms("what did the board resolve about the pharmaceutical needs assessment?") == \
+        topic_terms("pharmaceutical needs assessment")
+    assert topic_terms("has the Health and Wellbeing Board ever endorsed anything?") == set()

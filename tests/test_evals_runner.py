@@ -117,7 +117,7 @@ def test_score_ask_counts_evidence_declines_and_bad_quotes():
     }
     metrics, outcomes, bad_quotes = score_ask(
         _questions(), [Unanswerable("u1", "parking?"), Unanswerable("u2", "bins?")],
-        lambda q: responses[q], lambda d, s, e: doc[s:e])
+        lambda q, history=(): responses[q], lambda d, s, e: doc[s:e])
     assert metrics["answered_with_evidence"] == pytest.approx(1 / 3)
     assert metrics["declined_unanswerable"] == pytest.approx(1 / 2)
     assert metrics["non_verbatim_quotes"] == 1
@@ -196,11 +196,11 @@ def test_summary_page_reports_the_held_out_set_apart(tmp_path):
             "non_verbatim_quotes": 0, "n_answerable": 50, "n_unanswerable": 25}}))
     page = summarise(tmp_path, tmp_path / "RESULTS.md").read_text()
     tuning, held = page.split("# Held-out questions")
-    assert "(target ≥ 0.90) | 0.750 |" in tuning and "0.640" not in tuning
-    assert "on held-out set 1 (evals/heldout/)" in held and "(target ≥ 0.90) | 0.640 |" in held
+    assert "(target ≥ 0.85) | 0.750 |" in tuning and "0.640" not in tuning
+    assert "on held-out set 1 (evals/heldout/)" in held and "(target ≥ 0.85) | 0.640 |" in held
     # Each set is reported under its own heading, with how far it is still unseen.
     one, two = held.split("held-out set 2")[0], "held-out set 2" + held.split("held-out set 2", 1)[1]
-    assert "0.650" not in one and "(target ≥ 0.90) | 0.650 |" in two and "before any change was judged on it" in held
+    assert "0.650" not in one and "(target ≥ 0.85) | 0.650 |" in two and "before any change was judged on it" in held
 
 
 def test_every_ablation_switches_off_a_real_setting():

@@ -450,3 +450,84 @@ def test_long_kent_minutes_heading_makes_a_pack(tmp_path):
     meta, _ = pipeline._resolve_meta(_source(path), parse(_source(path)))
     assert meta.document_type == "agenda_pack"
     assert (meta.council, meta.body) == ("Kent County Council", "Cabinet")
+
+
+# ---------------------------------------------------------------- 8. county councils and London boroughs
+
+
+FOOTER = "Kent County Council - Scrutiny Committee - 15 January 2025"
+
+
+def test_running_footer_names_council_body_and_date(tmp_path):
+    """A paper that names its council, committee and meeting only in its footer."""
+    pages = [[(BOTTOM, FOOTER), *_body(f"Section {c} sets out what the service will change and why.")]
+             for c in "ABC"]
+    path = _placed_pdf(tmp_path / "briefing.pdf", pages)
+    doc = parse(_source(path))
+    assert FOOTER not in doc.text and doc.running == (FOOTER,)
+    meta, notes = pipeline._resolve_meta(_source(path), doc)
+    assert (meta.council, meta.body, meta.meeting_date) == ("Kent County Council", "Scrutiny Committee",
+                                                            date(2025, 1, 15))
+    assert notes == ["no metadata entry; detected from the front sheet"]
+
+
+def test_running_head_is_read_only_after_the_first_page():
+    els = _doc([("title", "AGENDA"), ("title", "CABINET"), ("text", "Thursday, 30th January, 2025")]).elements
+    found = detect_front_sheet(els, running=("Scrutiny Committee - 15 January 2025",))
+    assert (found.body, found.meeting_date) == ("Cabinet", date(2025, 1, 30))
+
+
+@pytest.mark.parametrize("lines, body", [
+    (["AGENDA", "COUNTY COUNCIL", "Thursday, 13th February, 2025, at 10.00 am"], "County Council"),
+    (["AGENDA", "SCRUTINY COMMITTEE", "Wednesday, 15th January, 2025"], "Scrutiny Committee"),
+    (["From: Roger Gough, Leader of the Council", "To: Scrutiny Committee - 15 January 2025",
+      "Subject: Budget monitoring"], "Scrutiny Committee"),
+    (["From: Roger Gough, Leader of the Council", "To: County Council – 13 February 2025"], "County Council"),
+    (["KENT COUNTY COUNCIL", "Kent County Council", "Council Chamber, Sessions House"], None),
+    (["London Borough of Tower Hamlets", "HEALTH AND WELLBEING BOARD", "Tuesday, 4 March 2025"],
+     "Health & Wellbeing Board"),
+    (["Report to the Overview and Scrutiny Committee", "London Borough of Camden"], "Overview & Scrutiny Committee"),
+    (["Minutes of the Committee", "Members of the Board"], None),
+])
+def test_county_council_and_borough_bodies(lines, body):
+    assert detect_front_sheet(_doc([("text", t) for t in lines]).elements).body == body
+
+
+@pytest.mark.parametrize("lines, council", [
+    (["KENT COUNTY COUNCIL", "CABINET"], "Kent County Council"),
+    (["London Borough of Tower Hamlets"], "London Borough of Tower Hamlets"),
+    (["London Borough of Barnet Health and Wellbeing Board"], "London Borough of Barnet"),
+    (["Royal Borough of Kensington and Chelsea"], "Royal Borough of Kensington and Chelsea"),
+    # From the council's address, when the paper also writes the place and the kind of council.
+    (["Ask for: Georgina Little", "Email: georgina.little@kent .gov.uk", "County Hall, Maidstone",
+      "Commissioning Plan for Education Provision in Kent"], "Kent County Council"),
+    (["Email: democratic.services@eastsussex.gov.uk", "East Sussex schools", "County Hall, Lewes"],
+     "East Sussex County Council"),
+    # An address alone is no name: "kent.gov.uk" and "County Hall" without "Kent" in the text.
+    (["Email: georgina.little@kent .gov.uk", "Sessions House, County Hall, Maidstone"], None),
+])
+def test_council_from_front_sheet_lines(lines, council):
+    assert detect_front_sheet(_doc([("text", t) for t in lines]).elements).council == council
+
+
+# What detection reads from the text of each Kent PDF alone (no file name, no metadata, no other
+# paper to borrow from), measured on the published files. The EqIA names neither council (only
+# "KCC") nor meeting; the appendix names no meeting; the reports pack names Kent only in an
+# e-mail address. The build fills these from the file name and the meeting's other papers.
+KENT_DETECTED = {
+    "agenda": ("Kent County Council", "Cabinet", date(2025, 1, 30), "agenda"),
+    "pack": (None, "Cabinet", date(2025, 3, 13), "agenda"),
+    "eqia": (None, None, None, "document"),
+    "appendix": ("Kent County Council", None, None, "document"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(KENT_DETECTED))
+def test_detection_on_the_real_kent_pdfs(key, kent_pdfs, kent_parsed):
+    import hashlib
+
+    doc = kent_parsed[hashlib.sha256(kent_pdfs[key].read_bytes()).hexdigest()]
+    found = detect_front_sheet(doc.elements, doc.running)
+    assert (found.council, found.body, found.meeting_date, found.document_type) == KENT_DETECTED[key]
+    for head in doc.running:  # running heads stay out of the text they were read from
+        assert head not in doc.text

@@ -370,6 +370,49 @@ def test_same_stem_different_suffix_are_two_documents(tmp_path, settings_for, fa
     assert _build(settings, fake_encoder).up_to_date
 
 
+def test_same_bytes_under_two_names_are_indexed_once(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = "AIR QUALITY\n\nNitrogen dioxide levels fell at most monitoring sites during the year.\n"
+    (corpus / "briefing.txt").write_text(text, encoding="utf-8")
+    (corpus / "copy of briefing.txt").write_text(text, encoding="utf-8")
+    (corpus / "sub").mkdir()
+    (corpus / "sub" / "briefing.txt").write_text(text, encoding="utf-8")
+    (corpus / "other.txt").write_text("The Board noted the report on screening programmes.\n", encoding="utf-8")
+    (corpus / "empty-1.txt").write_bytes(b"")
+    (corpus / "empty-2.txt").write_bytes(b"")
+    settings = settings_for(tmp_path)
+    report = _build(settings, fake_encoder)
+    kept = str(corpus / "briefing.txt")
+    assert [(Path(d.path).relative_to(corpus).as_posix(), d.same_as) for d in report.duplicates] == [
+        ("copy of briefing.txt", kept), ("sub/briefing.txt", kept)]
+    # Empty files are each reported as empty, not as copies of one another.
+    assert sorted(Path(s.path).name for s in report.skipped) == ["empty-1.txt", "empty-2.txt"]
+    loaded = store.load_index(settings.index_dir)
+    assert set(loaded.documents) == {"briefing", "other"}
+    assert sum("Nitrogen dioxide" in c.text for c in loaded.chunks) == 1
+    assert loaded.manifest["duplicates"] == [{"path": d.path, "same_as": d.same_as} for d in report.duplicates]
+
+    again = _build(settings, fake_encoder)
+    assert again.up_to_date and again.duplicates == report.duplicates  # and still says so
+
+    (corpus / "briefing.txt").unlink()  # the copy kept is gone: the next one in path order takes its place
+    report = _build(settings, fake_encoder)
+    assert [Path(d.path).name for d in report.duplicates] == ["briefing.txt"]
+    assert set(store.load_index(settings.index_dir).documents) == {"copy-of-briefing", "other"}
+
+
+def test_a_copy_with_metadata_is_the_one_indexed(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = "The Board noted the report on screening programmes across the borough.\n"
+    (corpus / "a.txt").write_text(text, encoding="utf-8")
+    (corpus / "b.txt").write_text(text, encoding="utf-8")
+    (corpus / "metadata.toml").write_text('["b.txt"]\ntitle = "Screening note"\n', encoding="utf-8")
+    report = _build(settings_for(tmp_path), fake_encoder)
+    assert [(Path(d.path).name, Path(d.same_as).name) for d in report.duplicates] == [("a.txt", "b.txt")]
+
+
 @pytest.mark.parametrize(
     "names, ids",
     [
@@ -398,6 +441,80 @@ def test_bundled_corpus_doc_ids_are_the_file_stems(corpus_dir):
         "barnet-plan-healthy-2021-22-q2",
         "westminster-hwb-2015-01-22-agenda-pack",
     ]
+
+
+# ---------------------------------------------------------------- sidecar metadata
+
+
+SIDECAR = """\
+title = "24-00115 - EqIA"
+council = "Kent County Council"
+body = "Cabinet"
+meeting_date = 2025-01-30
+document_type = "document"
+agenda_item = 8
+agenda_title = "24/00115 - Kent County Council Integrated Care Strategy (KCC ICS) Delivery Plan"
+source_url = "https://democracy.example.gov.uk/documents/s502/24-00115%20-%20EqIA.pdf"
+
+[moderngov]
+meeting_id = 9001
+"""
+
+
+def test_sidecar_gives_a_file_its_metadata(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "eqia.txt").write_text("EQIA Submission Form\n\nThe aim of the strategy is to improve the health "
+                                     "and wellbeing of the people of the county.\n", encoding="utf-8")
+    (corpus / "eqia.txt.meta.toml").write_text(SIDECAR, encoding="utf-8")
+    (corpus / "orphan.pdf.meta.toml").write_text(SIDECAR, encoding="utf-8")  # its file never arrived
+    settings = settings_for(tmp_path)
+    report = _build(settings, fake_encoder)
+    assert report.skipped == [] and report.notes == {}
+    loaded = store.load_index(settings.index_dir)
+    assert set(loaded.documents) == {"eqia"}  # a sidecar is not a document
+    rec = loaded.documents["eqia"]
+    assert (rec.title, rec.council, rec.body, rec.meeting_date, rec.metadata_source) == (
+        "24-00115 - EqIA", "Kent County Council", "Cabinet", date(2025, 1, 30), "sidecar")
+    assert rec.source_url.endswith("/documents/s502/24-00115%20-%20EqIA.pdf")
+    assert [p.agenda_item for p in rec.parts] == ["8"]
+    item = "Item 8: 24/00115 - Kent County Council Integrated Care Strategy (KCC ICS) Delivery Plan"
+    assert {c.agenda_item for c in loaded.chunks} == {item}
+
+    # Written by hand, a metadata.toml entry takes precedence over what the site said.
+    (corpus / "metadata.toml").write_text('["eqia.txt"]\ntitle = "Equality impact assessment"\n', encoding="utf-8")
+    _build(settings, fake_encoder)
+    rec = store.load_index(settings.index_dir).documents["eqia"]
+    assert (rec.title, rec.body, rec.metadata_source, rec.source_url) == (
+        "Equality impact assessment", None, "metadata", None)
+
+
+def test_sidecar_without_a_council_has_it_detected(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "frontsheet.txt").write_text("AGENDA\n\nCABINET\n\nKent County Council\n\n1. Apologies\n",
+                                           encoding="utf-8")
+    (corpus / "eqia.txt").write_text("EQIA Submission Form\n\nThe aim is to improve health in the county.\n",
+                                     encoding="utf-8")
+    without = "\n".join(line for line in SIDECAR.splitlines() if not line.startswith("council"))
+    (corpus / "frontsheet.txt.meta.toml").write_text(without.replace("24-00115 - EqIA", "Agenda frontsheet"),
+                                                     encoding="utf-8")
+    (corpus / "eqia.txt.meta.toml").write_text(without, encoding="utf-8")
+    report = _build(settings_for(tmp_path), fake_encoder)
+    docs = store.load_index(settings_for(tmp_path).index_dir).documents
+    assert docs["frontsheet"].council == "Kent County Council"
+    assert report.notes["frontsheet"] == ["council detected from the front sheet"]
+    assert docs["eqia"].council == "Kent County Council"
+    assert report.notes["eqia"] == ["council taken from the other papers of the Cabinet meeting of 30 January 2025"]
+
+
+def test_malformed_sidecar_is_a_corpus_error(tmp_path, settings_for, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The Board met and noted the report.", encoding="utf-8")
+    (corpus / "a.txt.meta.toml").write_text('body = "Cabinet"\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"a\.txt\.meta\.toml needs at least a title"):
+        _build(settings_for(tmp_path), fake_encoder)
 
 
 # ---------------------------------------------------------------- crash safety

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from indexer import pipeline, store
-from service.retrieve import Retriever, wants
+from service.question import wants
+from service.retrieve import Retriever
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ router = APIRouter(tags=["documents"], responses=INVALID)
 def _doc_out(s, rec, counts, cls=DocumentOut, **extra):
     return cls(id=rec.id, title=rec.title, council=rec.council, body=rec.body, document_type=rec.document_type,
                meeting_date=rec.meeting_date, metadata_source=rec.metadata_source, notes=list(rec.notes),
-               chars=rec.chars, pages=rec.pages, chunks=counts.get(rec.id, 0), **extra)
+               chars=rec.chars, pages=rec.pages, chunks=counts.get(rec.id, 0), source_url=rec.source_url, **extra)
 
 
 def _get(s, document_id: str):

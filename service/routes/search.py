@@ -14,9 +14,18 @@ from service.schemas import INVALID, DateFrom, DateTo, Filters, SearchRequest, S
 router = APIRouter(tags=["search"], responses=INVALID)
 
 
+RERANK_DEPTH = 20  # first-stage passages the judge reorders when a search asks for rerank
+
+
 def run_search(s, req: SearchRequest) -> SearchResponse:
     t0 = time.perf_counter()
-    hits = s.retriever.search(req.query, req.k, req.filters)
+    if req.rerank and s.answerer.judge is not None:
+        q = s.retriever.reader.read(req.query)
+        qv = s.retriever.encode_query(q.query)
+        first = s.retriever.search(q, max(req.k, RERANK_DEPTH), req.filters, query_vector=qv)
+        hits = s.answerer.rerank(q, first, qv)[:req.k]
+    else:
+        hits = s.retriever.search(req.query, req.k, req.filters)
     results = [search_result(s.index, i + 1, h.score, h.chunk) for i, h in enumerate(hits)]
     return SearchResponse(query=req.query, took_ms=round((time.perf_counter() - t0) * 1000, 2), results=results)
 
@@ -37,10 +46,12 @@ async def search_get(
     date_from: DateFrom | None = None,
     date_to: DateTo | None = None,
     decisions_only: bool = False,
+    rerank: bool = False,
 ) -> SearchResponse:
     try:
-        req = SearchRequest(query=q, k=k, filters=Filters(council=council, body=body, document_type=document_type,
-                                                          date_from=date_from, date_to=date_to, decisions_only=decisions_only))
+        req = SearchRequest(query=q, k=k, rerank=rerank,
+                            filters=Filters(council=council, body=body, document_type=document_type,
+                                            date_from=date_from, date_to=date_to, decisions_only=decisions_only))
     except ValidationError as e:
         # Built here rather than by FastAPI, so its validation errors must become 422s here.
         detail = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())

@@ -1,0 +1,175 @@
+"""Train the judge (python -m evals train-judge): does this sentence answer this question?
+
+Examples come from the answerer's own candidates (Answerer.gather, the path /ask takes): for each
+training question, every candidate sentence of its top passages, labelled 1 when it holds the
+question's evidence; every candidate of an unanswerable question is a 0. The network (pair features
+of the frozen encoder's vectors beside the scalar features of service/judge.py, one hidden layer)
+is fitted with a weighted binary cross-entropy plus a listwise term per question, early-stopped
+on the dev split's question-level AUC (answered-with-evidence against the rest), then its best-candidate probability is calibrated
+on dev by isotonic regression, so the threshold /ask uses is a probability measured on questions
+the network was not fitted on. Deterministic: fixed seeds, full-batch order from a seeded generator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evals.train_encoder import sentence_holds
+from service.judge import JUDGE_VERSION, SCALARS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Examples:
+    pair: np.ndarray
+    scalars: np.ndarray
+    labels: np.ndarray
+    question: np.ndarray  # which question (row index in the input) each candidate belongs to
+    answerable: np.ndarray  # per question
+
+
+def collect(rows: list[dict], answerer) -> Examples:
+    """Features and labels of every candidate of every row (answerable rows have "evidence")."""
+    from tqdm import tqdm
+
+    from service.schemas import AskRequest, Turn
+
+    pairs, scalars, labels, owner, answerable = [], [], [], [], []
+    for i, r in enumerate(tqdm(rows, desc="judge examples", unit="q")):
+        req = AskRequest(question=r["question"], history=[Turn(question=h) for h in r.get("history") or []])
+        g = answerer.gather(req)
+        answerable.append("evidence" in r)
+        if not g.candidates:
+            continue
+        p, s = answerer.judge_features(g)
+        ev = r.get("evidence") or []
+        # A candidate answers when the quote /ask would show for it (the sentence widened to about 40
+        # words with the ones after it) holds the evidence: a figure's sentence often names what it
+        # counts only in the next one.
+        y = [float(bool(ev) and (sentence_holds(c.text, ev) or sentence_holds(answerer.selector.widen(c).text, ev)))
+             for c in g.candidates]
+        pairs.append(p)
+        scalars.append(s)
+        labels += y
+        owner += [i] * len(y)
+    return Examples(np.concatenate(pairs).astype(np.float32), np.concatenate(scalars).astype(np.float32),
+                    np.asarray(labels, np.float32), np.asarray(owner), np.asarray(answerable, bool))
+
+
+def question_scores(ex: Examples, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(best probability, 1 if that best candidate holds the evidence) per question with candidates."""
+    best, good = [], []
+    for qi in np.unique(ex.question):
+        m = ex.question == qi
+        j = int(np.argmax(probs[m]))
+        best.append(float(probs[m][j]))
+        good.append(float(ex.labels[m][j]))
+    return np.asarray(best), np.asarray(good)
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    pos, neg = scores[labels > 0.5], scores[labels <= 0.5]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    # The chance a random positive outranks a random negative (ties count half).
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+def fit(train: Examples, dev: Examples, *, hidden: int = 64, epochs: int = 20, lr: float = 1e-3,
+        weight_decay: float = 1e-4, seed: int = 13, listwise_weight: float = 0.5) -> tuple[dict[str, np.ndarray], list[dict]]:
+    import torch
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    mean = train.scalars.mean(0)
+    std = train.scalars.std(0) + 1e-6
+
+    def x_of(ex: Examples):
+        return torch.from_numpy(np.concatenate([ex.pair, (ex.scalars - mean) / std], axis=1).astype(np.float32))
+
+    xt, yt, xd = x_of(train), torch.from_numpy(train.labels), x_of(dev)
+    net = torch.nn.Sequential(torch.nn.Linear(xt.shape[1], hidden), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                              torch.nn.Linear(hidden, 1))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    pos_weight = torch.tensor([(1 - train.labels.mean()) / max(train.labels.mean(), 1e-6)])
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight.sqrt())
+    history, best, best_state = [], -1.0, None
+    # Besides each candidate's own label (BCE: is it an answer at all), a listwise term per question:
+    # the softmax over the question's candidates should put its mass on the ones that answer, since
+    # /ask quotes the best few of them. Questions are shuffled in groups of 32.
+    groups = [np.flatnonzero(train.question == q) for q in np.unique(train.question)]
+    for epoch in range(1, epochs + 1):
+        net.train()
+        perm = rng.permutation(len(groups))
+        for start in range(0, len(perm), 32):
+            chunk = [groups[g] for g in perm[start:start + 32]]
+            idx = torch.from_numpy(np.concatenate(chunk))
+            logits = net(xt[idx]).squeeze(1)
+            loss = loss_fn(logits, yt[idx])
+            listwise, offset = [], 0
+            for g in chunk:
+                z, y = logits[offset:offset + len(g)], yt[idx[offset:offset + len(g)]]
+                offset += len(g)
+                if y.sum() > 0:
+                    listwise.append(torch.logsumexp(z, 0) - torch.logsumexp(z[y > 0.5], 0))
+            if listwise:
+                loss = loss + listwise_weight * torch.stack(listwise).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            pd = torch.sigmoid(net(xd).squeeze(1)).numpy()
+        best_p, good = question_scores(dev, pd)
+        qlabel = good * dev.answerable[np.unique(dev.question)]
+        score = auc(best_p, qlabel)
+        top1 = float(good.sum() / max(1, dev.answerable.sum()))  # answerable dev questions whose best candidate answers
+        history.append({"epoch": epoch, "dev_question_auc": round(score, 4), "dev_top1": round(top1, 4)})
+        log.info("judge epoch %d: dev question AUC %.3f, best candidate answers %.3f", epoch, score, top1)
+        if score > best:
+            best, best_state = score, {k: v.detach().clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(best_state)
+    w = {"mean": mean, "std": std, "w1": net[0].weight.detach().numpy().T.copy(), "b1": net[0].bias.detach().numpy().copy(),
+         "w2": net[3].weight.detach().numpy().T.copy(), "b2": net[3].bias.detach().numpy().copy()}
+    return w, history
+
+
+def calibrate(dev: Examples, probs: np.ndarray) -> dict:
+    """Isotonic map from a question's best-candidate probability to the share of such questions whose
+    best candidate answers them (answerable questions only count as answered), on dev."""
+    from sklearn.isotonic import IsotonicRegression
+
+    best_p, good = question_scores(dev, probs)
+    y = good * dev.answerable[np.unique(dev.question)]
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(best_p, y)
+    return {"x": [round(float(v), 6) for v in iso.X_thresholds_], "y": [round(float(v), 6) for v in iso.y_thresholds_],
+            "n_questions": int(len(y)), "n_answered": int(y.sum())}
+
+
+def train_judge(answerer, train_rows: list[dict], dev_rows: list[dict], out: Path, encoder_name: str, **kw) -> dict:
+    t0 = time.time()
+    train, dev = collect(train_rows, answerer), collect(dev_rows, answerer)
+    weights, history = fit(train, dev, **kw)
+    from service.judge import Judge
+
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "judge.npz", **weights)
+    probe = {"version": JUDGE_VERSION, "scalars": list(SCALARS), "calibration": {"x": [0, 1], "y": [0, 1]}}
+    (out / "judge.json").write_text(json.dumps(probe), encoding="utf-8")
+    dev_probs = Judge(out).probabilities(dev.pair, dev.scalars)
+    cal = calibrate(dev, dev_probs)
+    meta = {"version": JUDGE_VERSION, "scalars": list(SCALARS), "encoder": encoder_name, "calibration": cal,
+            "training": {"train_questions": len(train_rows), "dev_questions": len(dev_rows),
+                         "train_pairs": int(len(train.labels)), "train_positives": int(train.labels.sum()),
+                         "dev_pairs": int(len(dev.labels)), "epochs": history,
+                         "seconds": round(time.time() - t0, 1), **{k: v for k, v in kw.items()}}}
+    (out / "judge.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return meta

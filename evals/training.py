@@ -1,0 +1,64 @@
+"""The training commands: split the written questions, fine-tune the encoder, train the judge."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from evals import trainset
+
+log = logging.getLogger(__name__)
+
+
+def _rows(split: str, exclude: tuple[str, ...]) -> list[dict]:
+    rows = trainset.load(f"{split}_questions") + trainset.load(f"{split}_unanswerable")
+    return [r for r in rows if not (r.get("doc") and r["doc"].startswith(exclude))]
+
+
+def _services(index_dir: Path, model: str | None = None):
+    from service.app import build_services
+    from service.config import ServiceSettings
+
+    # No judge while training one; the encoder is the index's own.
+    from indexer.store import load_index
+
+    index = load_index(index_dir)
+    settings = ServiceSettings(index_dir=index_dir, model=model or index.manifest["model"]["name"], use_judge=False)
+    return build_services(settings, index=index)
+
+
+def main(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    exclude = tuple(x for x in getattr(args, "exclude_docs", "").split(",") if x)
+    if args.cmd == "split-training":
+        s, dropped = trainset.split(args.files)
+        counts = trainset.write(s, args.out)
+        for d in dropped:
+            print(f"left out {d}", file=sys.stderr)
+        print(json.dumps({"counts": counts, "train": trainset.describe(s.train_questions + s.train_unanswerable),
+                          "dev": trainset.describe(s.dev_questions + s.dev_unanswerable)}, indent=1))
+        return 0
+    if args.cmd == "train-encoder":
+        from evals.train_encoder import mine, train, write_card
+
+        svc = _services(args.index)
+        train_rows = [r for r in _rows("train", exclude) if "evidence" in r]
+        dev_rows = [r for r in _rows("dev", exclude) if "evidence" in r]
+        triplets = mine(train_rows, svc.index, svc.retriever)
+        log.info("%d triplets from %d training questions; %d dev questions", len(triplets), len(train_rows), len(dev_rows))
+        info = train(svc.index.manifest["model"]["name"], triplets, dev_rows, svc.index, svc.retriever.reader, args.out,
+                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+        info.update({"train_questions": len(train_rows), "dev_questions": len(dev_rows), "excluded_docs": list(exclude),
+                     "data": "evals/train/{train,dev}_questions.jsonl"})
+        write_card(args.out, info)
+        print(json.dumps(info, indent=1))
+        return 0
+    from evals.train_judge import train_judge
+
+    svc = _services(args.index)
+    meta = train_judge(svc.answerer, _rows("train", exclude), _rows("dev", exclude), args.out,
+                       svc.index.manifest["model"]["name"])
+    print(json.dumps(meta["training"] | {"calibration": meta["calibration"]}, indent=1))
+    return 0

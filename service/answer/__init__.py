@@ -1,0 +1,169 @@
+"""Answers for the chat box: short, every statement cited with an exact quote.
+
+The question is read once (service/question.py); then selection (select.py) gathers the sentences
+of the best passages, the judge (service/judge.py) says how likely each is to answer the question,
+the checks (checks.py) test what the question asks for against the chosen quotes, and composition
+(compose.py) names the meeting each quote comes from, or says why the papers do not answer. Without
+a trained judge the older scorer (meaning + word overlap) decides. An optional OpenAI-compatible
+endpoint can write the answer instead; any failure falls back to the extractive answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.answer.checks import unanswered
+from service.answer.compose import NO_RESOLUTION, compose, declined, unsure
+from service.answer.select import Selector, Sentence
+from service.config import ServiceSettings
+from service.convert import search_result
+from service.decisions import DecisionSearch
+from service.judge import Candidate, Judge, Vocabulary, features
+from service.question import Question
+from service.retrieve import Hit, Retriever
+from service.schemas import AskRequest, AskResponse, Filters
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Answerer", "Gathered", "Sentence"]
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Everything an answer is chosen from: the question read, its filters, passages and candidates."""
+
+    question: Question
+    filters: Filters
+    council: str | None  # the one council the question names, made a filter
+    query_vector: np.ndarray
+    hits: list[Hit]
+    candidates: list[Sentence]
+    vectors: np.ndarray  # one row per candidate
+
+
+class Answerer:
+    def __init__(self, settings: ServiceSettings, retriever: Retriever, decisions: DecisionSearch, encoder,
+                 judge: Judge | None = None) -> None:
+        self.settings = settings
+        self.retriever = retriever
+        self.decisions = decisions
+        self.encoder = encoder
+        self.selector = Selector(settings, retriever, decisions, encoder)
+        self.checks = settings.enabled_checks()
+        self.judge = judge
+        index = retriever.index
+        if judge is not None:
+            _ = self.vocab  # at start, not on the first member's question
+        self._row_of = {c.id: i for i, c in enumerate(index.chunks)}
+
+    @functools.cached_property
+    def vocab(self) -> Vocabulary:
+        """Word rarity over the index's passages, for the judge's coverage features (built on first use)."""
+        return Vocabulary([f"{c.text} {' '.join(c.heading_path)}" for c in self.retriever.index.chunks])
+
+    def read(self, req: AskRequest) -> Question:
+        """The request's question, read with the conversation before it."""
+        return self.retriever.reader.read(req.question, [turn.question for turn in req.history])
+
+    def gather(self, req: AskRequest) -> Gathered:
+        q = self.read(req)
+        filters, named = self._council_named(q, req.filters)
+        qv = self.retriever.encode_query(q.query)
+        hits = self.retriever.search(q, self.settings.ask_passages, filters, query_vector=qv)
+        candidates = self.selector.candidates(q, hits, qv, filters, self.checks) if hits else []
+        vectors = self.selector.vectors(candidates) if candidates else np.zeros((0, qv.size), np.float32)
+        return Gathered(q, filters, named, qv, hits, candidates, vectors)
+
+    def judge_features(self, g: Gathered) -> tuple[np.ndarray, np.ndarray]:
+        """The judge's features for each candidate (training reads them through here too)."""
+        top = g.hits[0].score or 1.0 if g.hits else 1.0
+        rank = {h.chunk.id: (i, max(0.0, h.score / top)) for i, h in enumerate(g.hits)}
+        cands = []
+        for s, vec in zip(g.candidates, g.vectors):
+            r, score = rank.get(s.chunk.id, (0, 1.0))  # a decision record counts as a best passage
+            cands.append(Candidate(s.text, vec, self._row_of.get(s.chunk.id, -1), r, score, s.index < 0))
+        index = self.retriever.index
+        return features(g.question, g.query_vector, cands, index.chunks, index.vectors, self.vocab)
+
+    def rerank(self, q: Question, hits: list[Hit], qv: np.ndarray) -> list[Hit]:
+        """The hits reordered by the judge: each passage by its best sentence's probability of
+        answering the question (ties keep the first-stage order). Without a judge, unchanged."""
+        if self.judge is None or not hits:
+            return hits
+        candidates = self.selector.candidates(q, hits, qv, Filters(), self.checks)
+        vectors = self.selector.vectors(candidates) if candidates else np.zeros((0, qv.size), np.float32)
+        g = Gathered(q, Filters(), None, qv, hits, candidates, vectors)
+        p = self.judge.probabilities(*self.judge_features(g)) if candidates else np.zeros(0)
+        best: dict[str, float] = {}
+        for c, x in zip(candidates, p):
+            best[c.chunk.id] = max(best.get(c.chunk.id, 0.0), float(x))
+        order = sorted(range(len(hits)), key=lambda i: (-best.get(hits[i].chunk.id, 0.0), i))
+        return [dataclasses.replace(hits[i], score=best.get(hits[i].chunk.id, 0.0)) for i in order]
+
+    def answer(self, req: AskRequest) -> AskResponse:
+        g = self.gather(req)
+        q = g.question
+        passages = [search_result(self.retriever.index, i + 1, h.score, h.chunk) for i, h in enumerate(g.hits[:5])]
+        papers = f"{g.council} papers" if g.council else "board papers"
+        if not g.candidates:
+            return declined("weak_evidence", papers, passages)
+        s = self.settings
+        if self.judge is not None:
+            p = self.judge.probabilities(*self.judge_features(g))
+            scored = [dataclasses.replace(c, score=float(x)) for c, x in zip(g.candidates, p)]
+            confidence = self.judge.answerable(float(p.max()))
+            chosen = self.selector.choose(scored, g.hits, s.judge_quote_margin, 0.0)
+            found = confidence >= s.judge_threshold
+        else:
+            scored = self.selector.score(q, g.candidates, g.vectors, g.query_vector)
+            confidence = None
+            chosen = self.selector.choose(scored, g.hits, s.ask_quote_margin, s.ask_passage_weight)
+            found = max(c.score for c in scored) >= s.found_threshold
+        if not found or not chosen:
+            if confidence is not None and confidence >= s.judge_unsure and chosen:
+                return unsure(papers, chosen, passages, confidence)
+            return declined("weak_evidence", papers, passages, confidence=confidence)
+        reason, periods = unanswered(q, chosen, self.checks)
+        if reason:
+            return declined(reason, papers, passages, periods, confidence=confidence)
+        if s.llm_url:
+            try:
+                from service.llm import llm_answer
+
+                written = llm_answer(s, q.text, g.hits[:6])
+                if written is not None:
+                    return AskResponse(answer=written[0], found=True, citations=written[1], passages=passages,
+                                       answerer="llm", confidence=confidence)
+            except Exception as e:  # any LLM failure falls back to the extractive answer
+                log.warning("LLM answer failed, using extractive answer: %s", e)
+        answer, citations = compose(chosen)
+        if q.wants_decision and not any(c.chunk.kind == "resolution" for c in chosen):
+            # Asked what was resolved, but nothing quoted is a resolution: say so rather than
+            # letting a report's proposal or a discussion read like the board's decision.
+            answer = f"{NO_RESOLUTION}\n{answer}"
+        return AskResponse(answer=answer, found=True, citations=citations, passages=passages, confidence=confidence)
+
+    def _council_named(self, q: Question, filters: Filters) -> tuple[Filters, str | None]:
+        """A question that names one council is answered from that council's papers only.
+
+        Search treats a named council as a soft boost, which is right for a ranked list; an answer
+        is different: "what did Westminster decide on a SEND strategy?" must not be answered with
+        Barnet's decision, so the council becomes a filter (unless the caller set one).
+        """
+        if "council" not in self.checks or filters.council or len(q.councils) != 1:
+            return filters, None
+        return filters.model_copy(update={"council": q.councils[0]}), q.councils[0]
+
+    def stream_events(self, req: AskRequest):
+        """Server-sent events: the answer in pieces, then the whole response."""
+        result = self.answer(req)
+        for piece in re.findall(r"\S+\s*", result.answer):
+            yield f"event: delta\ndata: {json.dumps({'text': piece})}\n\n"
+        yield f"event: done\ndata: {result.model_dump_json()}\n\n"

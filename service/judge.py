@@ -1,0 +1,187 @@
+"""The judge: how likely a candidate sentence is to answer the question, as a calibrated probability.
+
+Trained here (python -m evals train-judge) on members' questions, because no reranker or QA model
+can be installed. It is a small network over the frozen encoder: the question and sentence vectors
+combined as [u * v, |u - v|] (what the two share and where they part), beside features a cosine
+cannot see: how much of the question's rarer words the sentence and its passage hold, the rarest
+question word the passage lacks, whether an amount, a date or a name is asked for and present,
+whether a named year, quarter or council is reached, whether a decision question meets a
+resolution. One place computes the features, for training and for serving alike.
+
+Saved as judge.json (feature names, calibration, training record) and judge.npz (weights; numpy,
+no pickle). Inference is two matrix products in numpy: no model run per question beyond the
+query vector the retriever already has.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.dates import YEAR
+from indexer.lexical import tokenize
+from service.question import QUARTER, Question
+
+JUDGE_VERSION = 2  # 2: features relative to the question's best candidate
+# Answer types a question can ask for, and how a sentence shows it holds one.
+_ASKS = {
+    "who": re.compile(r"(?i)\b(who|whom|whose|which (organisation|officer|member|body|team|partner)s?|lead|chair\w*|name)\b"),
+    "when": re.compile(r"(?i)\b(when|what (date|time|day|month|year)|deadline|how long|by when|timescale)\b"),
+    "where": re.compile(r"(?i)\b(where|venue|location|held at)\b"),
+}
+_HOLDS = {
+    "number": re.compile(r"\d"),
+    "money": re.compile(r"£\s?\d|\d\s?(k|m|bn|million|billion)\b|\bpounds\b", re.I),
+    "percent": re.compile(r"\d\s?%|\bper ?cent\b", re.I),
+    "date": re.compile(r"(?i)\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{2,4}\b|\b\d{1,2}(st|nd|rd|th)?\s+"
+                       r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)|\b(19|20)\d\d\b|\bq[1-4]\b"),
+    "name": re.compile(r"\b(Cllr|Councillor|Dr|Mr|Mrs|Ms|Director|Chair\w*|Lead|Head|Officer|Manager)\b|\b[A-Z][a-z]+ [A-Z][a-z]+\b"),
+    "place": re.compile(r"\b(Hall|House|Centre|Room|Chamber|Street|Road|Square)\b|\b[A-Z]{1,2}\d{1,2}[A-Z]? ?\d[A-Z]{2}\b"),
+}
+SCALARS = (
+    "cos_sentence", "cos_passage", "passage_score", "passage_rank", "overlap", "idf_cover_sentence",
+    "idf_cover_passage", "missing_rare", "topic_cover", "asks_figure", "figure_held", "asks_who", "name_held",
+    "asks_when", "date_held", "asks_where", "place_held", "period_named", "period_reached", "council_named",
+    "council_match", "decision_q", "is_resolution", "proposal_q", "is_recommendation", "log_words", "whole_quote",
+    "best_in_passage", "cos_sentence_gap", "overlap_gap", "idf_cover_gap", "passage_score_gap", "cos_rank",
+)
+# A pointwise judge sees one candidate at a time; these say how it stands against the question's
+# other candidates (its gap to the best of them, and its rank by meaning), which is what picking
+# the one sentence that answers needs.
+_GAPS = (("cos_sentence", "cos_sentence_gap"), ("overlap", "overlap_gap"), ("idf_cover_sentence", "idf_cover_gap"),
+         ("passage_score", "passage_score_gap"))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the judge sees of one candidate sentence (built by the answerer's selection)."""
+
+    text: str
+    vector: np.ndarray
+    chunk_row: int  # -1 for a decision record outside the hits
+    passage_rank: int  # 0 for the best passage
+    passage_score: float  # relative to the best passage's
+    whole: bool  # a resolution or decision record quoted whole
+
+
+class Vocabulary:
+    """Inverse document frequencies over the index's passages, for rare-word coverage."""
+
+    def __init__(self, passages: list[str]) -> None:
+        df = Counter()
+        for text in passages:
+            df.update(set(tokenize(text)))
+        self.n = max(1, len(passages))
+        self.df = df
+        self.top = math.log(1 + self.n)
+
+    def idf(self, term: str) -> float:
+        return math.log(1 + self.n / (1 + self.df.get(term, 0)))
+
+
+def features(q: Question, qv: np.ndarray, cands: list[Candidate], chunks, vectors: np.ndarray,
+             vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """(pair features [n, 2*dim], scalar features [n, len(SCALARS)]) for the candidates."""
+    n = len(cands)
+    u = np.asarray(qv, dtype=np.float32)
+    v = np.stack([c.vector for c in cands]).astype(np.float32) if n else np.zeros((0, u.size), np.float32)
+    pair = np.concatenate([v * u, np.abs(v - u)], axis=1)
+    terms = sorted(q.terms)
+    idf = {t: vocab.idf(t) for t in terms}
+    total = sum(idf.values()) or 1.0
+    asks = {k: bool(p.search(q.text)) for k, p in _ASKS.items()}
+    period_named = bool(q.named_years or q.quarters)
+    cos_s = v @ u if n else np.zeros(0)
+    best_by_row: dict[int, float] = {}
+    for c, s in zip(cands, cos_s):
+        best_by_row[c.chunk_row] = max(best_by_row.get(c.chunk_row, -1.0), float(s))
+    out = np.zeros((n, len(SCALARS)), dtype=np.float32)
+    passage_terms: dict[int, set[str]] = {}
+    for i, c in enumerate(cands):
+        chunk = chunks[c.chunk_row] if c.chunk_row >= 0 else None
+        s_terms = set(tokenize(c.text))
+        if c.chunk_row not in passage_terms:
+            where = f"{chunk.text} {' '.join(chunk.heading_path)} {chunk.agenda_item or ''}" if chunk else c.text
+            passage_terms[c.chunk_row] = set(tokenize(where))
+        p_terms = passage_terms[c.chunk_row] | s_terms
+        missing = [idf[t] for t in terms if t not in p_terms]
+        seen = f"{c.text} {' '.join(chunk.heading_path) if chunk else ''} {chunk.title if chunk else ''} " \
+               f"{chunk.meeting_date if chunk and chunk.meeting_date else ''}"
+        reached = (all(y in set(YEAR.findall(seen)) for y, _ in q.named_years)
+                   and all(x in set(QUARTER.findall(seen)) for x in q.quarters)) if period_named else False
+        council = (chunk.council or "") if chunk else ""
+        holds = {k: bool(p.search(c.text)) for k, p in _HOLDS.items()}
+        out[i] = (
+            float(cos_s[i]),
+            float(vectors[c.chunk_row] @ u) if c.chunk_row >= 0 else float(cos_s[i]),
+            c.passage_score,
+            1.0 / (1 + c.passage_rank),
+            len(q.terms & s_terms) / max(1, len(q.terms)),
+            sum(idf[t] for t in terms if t in s_terms) / total,
+            sum(idf[t] for t in terms if t in p_terms) / total,
+            max(missing, default=0.0) / vocab.top,
+            len(q.topic & p_terms) / max(1, len(q.topic)),
+            float(q.asks_figure), float(holds["number"] or holds["money"] or holds["percent"]),
+            float(asks["who"]), float(holds["name"]),
+            float(asks["when"]), float(holds["date"]),
+            float(asks["where"]), float(holds["place"]),
+            float(period_named), float(reached),
+            float(bool(q.councils)), float(bool(q.councils) and council in q.councils),
+            float(q.intent == "decision"), float(chunk is not None and chunk.kind == "resolution"),
+            float(q.intent == "proposal"), float(chunk is not None and chunk.kind == "recommendation"),
+            math.log(1 + len(c.text.split())),
+            float(c.whole),
+            float(cos_s[i] >= best_by_row.get(c.chunk_row, 0.0) - 1e-6),
+            0.0, 0.0, 0.0, 0.0, 0.0,
+        )
+    if n:
+        col = {name: i for i, name in enumerate(SCALARS)}
+        for src, dst in _GAPS:
+            out[:, col[dst]] = out[:, col[src]] - out[:, col[src]].max()
+        order = np.argsort(-out[:, col["cos_sentence"]], kind="stable")
+        ranks = np.empty(n, dtype=np.float32)
+        ranks[order] = np.arange(n, dtype=np.float32)
+        out[:, col["cos_rank"]] = 1.0 / (1.0 + ranks)
+    return pair, out
+
+
+class Judge:
+    """The trained network and its calibration; probabilities for candidates and for a question."""
+
+    def __init__(self, folder: Path) -> None:
+        folder = Path(folder)
+        meta = json.loads((folder / "judge.json").read_text(encoding="utf-8"))
+        if meta.get("version") != JUDGE_VERSION or tuple(meta.get("scalars", ())) != SCALARS:
+            raise ValueError(f"judge at {folder} was trained with other features (version {meta.get('version')}); "
+                             "retrain it with `python -m evals train-judge`")
+        w = np.load(folder / "judge.npz", allow_pickle=False)
+        self.meta = meta
+        self.mean, self.std = w["mean"], w["std"]
+        self.w1, self.b1, self.w2, self.b2 = w["w1"], w["b1"], w["w2"], w["b2"]
+        # Isotonic calibration of the question's best candidate: breakpoints and probabilities.
+        self.cal_x, self.cal_y = np.asarray(meta["calibration"]["x"]), np.asarray(meta["calibration"]["y"])
+        self.encoder = meta.get("encoder")
+
+    def logits(self, pair: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+        x = np.concatenate([pair, (scalars - self.mean) / self.std], axis=1)
+        h = np.maximum(x @ self.w1 + self.b1, 0.0)
+        return (h @ self.w2 + self.b2).ravel()
+
+    def probabilities(self, pair: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logits(pair, scalars)))
+
+    def answerable(self, best_probability: float) -> float:
+        """The calibrated chance that the question's best candidate answers it (measured on dev)."""
+        return float(np.interp(best_probability, self.cal_x, self.cal_y))
+
+
+def load_judge(folder: Path | None) -> Judge | None:
+    if folder is None or not (Path(folder) / "judge.json").exists():
+        return None
+    return Judge(folder)
