@@ -133,7 +133,7 @@ def test_score_ask_records_which_answerer_wrote_each_answer(tmp_path):
         "question q2": {"found": True, "answer": "y", "citations": [], "answerer": "extractive"},
         "question q3": {"found": False, "answer": "no", "citations": []},  # an older service: no field
     }
-    metrics, outcomes, _ = score_ask(_questions(), [], lambda q: responses[q], lambda d, s, e: None)
+    metrics, outcomes, _ = score_ask(_questions(), [], lambda q, history=(): responses[q], lambda d, s, e: None)
     assert [o.answerer for o in outcomes] == ["llm", "extractive", "extractive"]
     assert metrics["llm_answers"] == 1
     (tmp_path / "ask_llm").mkdir()
