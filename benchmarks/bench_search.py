@@ -1,6 +1,9 @@
 """Search load benchmark: the real service on a loopback port, /search at concurrency 1 and 8.
 
-    python benchmarks/bench_search.py --index /tmp/idx1 [--requests 200] [--levels 1,8]
+    python benchmarks/bench_search.py --index /tmp/idx1 [--requests 200] [--levels 1,8] [--routes search,rerank,ask]
+
+Each route is measured in the same run, one after another: plain /search (the baseline), /search
+with rerank=true (the trained judge over the top 20) and /ask.
 
 Starts uvicorn in a thread on a free 127.0.0.1 port, warms it up, then sends POST /search
 requests (a fixed list of 40 questions from evals/questions.jsonl, cycled) from a thread pool.
@@ -53,6 +56,7 @@ def main() -> int:
     p.add_argument("--levels", default="1,8")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
+    p.add_argument("--routes", default="search", help="comma-separated: search, rerank, ask")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")
     args = p.parse_args()
 
@@ -84,28 +88,34 @@ def main() -> int:
             for q in qs[:5]:  # warm-up: model, caches
                 client.post("/search", json={"query": q, "k": args.k}).raise_for_status()
 
-            def one(i: int) -> tuple[float, int]:
+            routes = {"search": ("/search", lambda q: {"query": q, "k": args.k}),
+                      "rerank": ("/search", lambda q: {"query": q, "k": args.k, "rerank": True}),
+                      "ask": ("/ask", lambda q: {"question": q})}
+
+            def one(i: int, path: str, body) -> tuple[float, int]:
                 t0 = time.perf_counter()
                 try:
-                    r = client.post("/search", json={"query": qs[i % len(qs)], "k": args.k})
+                    r = client.post(path, json=body(qs[i % len(qs)]))
                     code = r.status_code
                 except httpx.HTTPError:
                     code = -1
                 return (time.perf_counter() - t0) * 1000, code
 
-            for level in levels:
+            for route, level in [(r, lv) for r in args.routes.split(",") for lv in levels]:
+                path, body = routes[route]
+                client.post(path, json=body(qs[0])).raise_for_status()
                 t0 = time.perf_counter()
                 with ThreadPoolExecutor(max_workers=level) as pool:
-                    out = list(pool.map(one, range(args.requests)))
+                    out = list(pool.map(lambda i: one(i, path, body), range(args.requests)))
                 wall = time.perf_counter() - t0
                 lat = [ms for ms, code in out if code == 200]
                 errors = sum(1 for _, code in out if code != 200)
-                row = {"concurrency": level, "requests": args.requests, "errors": errors,
+                row = {"route": route, "concurrency": level, "requests": args.requests, "errors": errors,
                        "p50_ms": round(pct(lat, 50), 1) if lat else None, "p95_ms": round(pct(lat, 95), 1) if lat else None,
                        "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
                        "qps": round(len(lat) / wall, 2), "wall_seconds": round(wall, 2)}
                 results.append(row)
-                print(f"concurrency {level}: p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  "
+                print(f"{route} concurrency {level}: p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  "
                       f"{row['qps']} q/s  errors {errors}", flush=True)
     finally:
         server.should_exit = True

@@ -60,7 +60,7 @@ class ServiceSettings(BaseSettings):
     judge_unsure: float = Field(0.15, ge=0.0, le=1.0)
     judge_quote_margin: float = Field(0.3, ge=0.0, le=1.0)  # quotes within this probability of the best
     # The named checks of service/answer/checks.py (and the selection switches) that are on.
-    ask_checks: str = "council,resolution_topic,period,month,figure,decision_topic"
+    ask_checks: str = "council,period,figure"
     # Optional OpenAI-compatible chat-completions endpoint for written answers (service/llm.py).
     llm_url: str | None = None
     llm_model: str = "gpt-4o-mini"

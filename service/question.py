@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from indexer.dates import DAY_MONTH_YEAR, MONTH_YEAR, MONTHS, YEAR, YEAR_SPAN, find_month_years
+from indexer.dates import DAY_MONTH_YEAR, MONTHS, YEAR, YEAR_SPAN, find_month_years
 from indexer.lexical import tokenize
 
 # What a question asks for: the board's decision, or what a report put to the board.
@@ -49,7 +49,6 @@ class Question:
     month_years: tuple[tuple[int, int], ...]
     years: tuple[int, ...]
     named_years: tuple[tuple[str, str], ...]  # (year digits, as written: "2024/25")
-    named_months: tuple[tuple[str, tuple[int, int]], ...]  # ("November 2018", (2018, 11))
     quarters: tuple[str, ...]  # "3" for Q3
     terms: frozenset[str]  # the query's stemmed words
     topic: frozenset[str]  # its topic words: no decision verbs, council names or words all papers share
@@ -96,8 +95,6 @@ class QuestionReader:
         years = YEAR.findall(said)
         named_years = tuple((y, next(m.group(0) for m in YEAR_SPAN.finditer(said) if m.group(0).startswith(y)))
                             for y in dict.fromkeys(years))
-        named_months = tuple({m.group(0): (int(m.group(2)), MONTHS[m.group(1).lower()])
-                              for m in MONTH_YEAR.finditer(said)}.items())
         q = query.lower()
         councils = tuple(c for c in self.known_councils if any(w in q for w in council_words(c)))
         return Question(
@@ -110,7 +107,6 @@ class QuestionReader:
             month_years=tuple(find_month_years(query)),
             years=tuple(int(y) for y in YEAR.findall(query)),
             named_years=named_years,
-            named_months=named_months,
             quarters=tuple(dict.fromkeys(QUARTER.findall(said))),
             terms=frozenset(tokenize(query)),
             topic=frozenset(topic_terms(query, self.council_terms)),

@@ -197,7 +197,7 @@ class AskResponse(BaseModel):
     passages: list[SearchResult] = Field(default_factory=list)
     answerer: str = "extractive"
     # Set when found is false: "weak_evidence" (nothing close enough), "period_not_covered" (not for
-    # the year or quarter asked), "no_figure" (a figure asked for is not given), "no_decision", or
+    # the year or quarter asked), "no_figure" (a figure asked for is not given), or
     # "unsure" (the judge leans against an answer but the best passages are shown with their quotes).
     reason: str | None = None
     # The judge's calibrated probability that the best quote answers the question (null without a judge).

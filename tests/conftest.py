@@ -18,7 +18,7 @@ from typing import Callable  # noqa: E402
 
 import pytest  # noqa: E402
 
-from indexer.config import DEFAULT_MODEL, IndexerSettings  # noqa: E402
+from indexer.config import IndexerSettings, default_model  # noqa: E402
 from indexer.embed import HashingEncoder  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -411,7 +411,8 @@ def kent_parsed(kent_pdfs):
 
 @pytest.fixture(scope="session")
 def real_index(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
-    """The bundled corpus indexed once per session with the REAL model (about two minutes).
+    """The bundled corpus indexed once per session with the REAL shipped model (the tuned encoder in
+    models/encoder/, so the service tests also run the shipped judge; about three minutes).
 
     Returns the index folder. Service tests load it with store.load_index / the service's app.
     A failed build fails every test that asks for it with the build's own error.
@@ -421,7 +422,7 @@ def real_index(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Pa
 
     index_dir = tmp_path_factory.mktemp("real-index") / "index"
     # The model is named explicitly so a BOARDPAPERS_MODEL in the environment cannot swap it.
-    settings = IndexerSettings(corpus_dir=corpus_dir, index_dir=index_dir, model=DEFAULT_MODEL, progress=False)
+    settings = IndexerSettings(corpus_dir=corpus_dir, index_dir=index_dir, model=default_model(), progress=False)
     try:
         report = pipeline.build(settings)
     except Exception as e:  # say clearly that the shared fixture failed, not the test body

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from indexer import pipeline, store
-from indexer.config import DEFAULT_MODEL, IndexerSettings
+from indexer.config import DEFAULT_MODEL, IndexerSettings, default_model
 from indexer.discover import CorpusError
 
 PACK_ID = "hwb-2018-07-26-pack"
@@ -588,7 +588,7 @@ def test_pdf_is_indexed_with_page_numbers(tmp_path, settings_for, fake_encoder, 
 
 @pytest.mark.model
 def test_real_index_of_the_bundled_corpus(real_index, corpus_dir, tmp_path):
-    loaded = store.load_index(real_index, expect_model=DEFAULT_MODEL, expect_dim=384)
+    loaded = store.load_index(real_index, expect_model=default_model(), expect_dim=384)
     assert len(loaded.chunks) > 1000
     assert loaded.faiss_index.ntotal == len(loaded.chunks)
     assert loaded.manifest["model"]["max_tokens"] == 254
@@ -603,7 +603,7 @@ def test_real_index_of_the_bundled_corpus(real_index, corpus_dir, tmp_path):
     copy = tmp_path / "index-copy"
     shutil.copytree(real_index, copy, symlinks=True)
     before = _builds(copy)
-    report = pipeline.build(IndexerSettings(corpus_dir=corpus_dir, index_dir=copy, model=DEFAULT_MODEL, progress=False))
+    report = pipeline.build(IndexerSettings(corpus_dir=corpus_dir, index_dir=copy, model=default_model(), progress=False))
     assert report.up_to_date
     assert report.embedded == 0 and report.reparsed == 0
     assert report.chunks == len(loaded.chunks)

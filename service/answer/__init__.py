@@ -77,7 +77,7 @@ class Answerer:
         filters, named = self._council_named(q, req.filters)
         qv = self.retriever.encode_query(q.query)
         hits = self.retriever.search(q, self.settings.ask_passages, filters, query_vector=qv)
-        candidates = self.selector.candidates(q, hits, qv, filters, self.checks) if hits else []
+        candidates = self.selector.candidates(q, hits, qv, filters) if hits else []
         vectors = self.selector.vectors(candidates) if candidates else np.zeros((0, qv.size), np.float32)
         return Gathered(q, filters, named, qv, hits, candidates, vectors)
 
@@ -97,7 +97,7 @@ class Answerer:
         answering the question (ties keep the first-stage order). Without a judge, unchanged."""
         if self.judge is None or not hits:
             return hits
-        candidates = self.selector.candidates(q, hits, qv, Filters(), self.checks)
+        candidates = self.selector.candidates(q, hits, qv, Filters())
         vectors = self.selector.vectors(candidates) if candidates else np.zeros((0, qv.size), np.float32)
         g = Gathered(q, Filters(), None, qv, hits, candidates, vectors)
         p = self.judge.probabilities(*self.judge_features(g)) if candidates else np.zeros(0)
@@ -126,13 +126,15 @@ class Answerer:
             confidence = None
             chosen = self.selector.choose(scored, g.hits, s.ask_quote_margin, s.ask_passage_weight)
             found = max(c.score for c in scored) >= s.found_threshold
+        # A named check that fails says more than "weak evidence" (the year asked is not reached, the
+        # figure is not given), so it is asked first, whether or not the evidence would pass.
+        reason, periods = unanswered(q, chosen, self.checks) if chosen else (None, [])
+        if reason:
+            return declined(reason, papers, passages, periods, confidence=confidence)
         if not found or not chosen:
             if confidence is not None and confidence >= s.judge_unsure and chosen:
                 return unsure(papers, chosen, passages, confidence)
             return declined("weak_evidence", papers, passages, confidence=confidence)
-        reason, periods = unanswered(q, chosen, self.checks)
-        if reason:
-            return declined(reason, papers, passages, periods, confidence=confidence)
         if s.llm_url:
             try:
                 from service.llm import llm_answer

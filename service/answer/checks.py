@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from indexer.dates import MONTH_ALT, YEAR, YEAR_SPAN, find_month_years
-from indexer.lexical import tokenize
+from indexer.dates import MONTH_ALT, YEAR, YEAR_SPAN
 from service.answer.select import Sentence
 from service.question import QUARTER, Question
 
@@ -45,23 +44,6 @@ def period(q: Question, chosen: Sequence[Sentence]) -> Outcome:
     return ("period_not_covered", missing) if missing else None
 
 
-def month(q: Question, chosen: Sequence[Sentence]) -> Outcome:
-    """The months a decision question names ("at its November 2018 meeting") must be reached by a
-    quote's meeting date or its own words ("the minutes of 18 September 2014 be agreed").
-
-    A decision is dated by the meeting that made it, so the 8 March 2018 resolutions do not answer
-    what the board decided in November 2018. Other questions are not held to months: a table's
-    "Mar-18" answers "as at March 2018".
-    """
-    if not (q.wants_decision and q.named_months):
-        return None
-    reached = {(s.chunk.meeting_date.year, s.chunk.meeting_date.month) for s in chosen if s.chunk.meeting_date}
-    for s in chosen:
-        reached.update(find_month_years(s.text))
-    missing = [said for said, ym in q.named_months if ym not in reached]
-    return ("period_not_covered", missing) if missing else None
-
-
 def figure(q: Question, chosen: Sequence[Sentence]) -> Outcome:
     """A question asking for a figure is answered only by quotes that hold one."""
     if not q.asks_figure or any(FIGURE.search(NOT_A_FIGURE.sub(" ", s.text)) for s in chosen):
@@ -69,40 +51,18 @@ def figure(q: Question, chosen: Sequence[Sentence]) -> Outcome:
     return "no_figure", []
 
 
-def decision_topic(q: Question, chosen: Sequence[Sentence]) -> Outcome:
-    """A question about a decision needs a quote on its topic: another item's resolution is not an answer."""
-    if not q.wants_decision or any(on_topic(q.topic, s) for s in chosen):
-        return None
-    return "no_decision", []
-
-
-# In the order they run: the first that fails names the reason (periods before figures, as before).
-CHECKS: dict[str, Check] = {"period": period, "month": month, "figure": figure, "decision_topic": decision_topic}
-# Switches that are not checks of chosen quotes but act earlier, in selection (answer/__init__.py).
-SWITCHES = ("council", "resolution_topic")
+# In the order they run: the first that fails names the reason. Measured with the judge on held-out
+# sets 2 and 3 (README, "What each check is worth"), a month check for decision questions, a
+# decision-topic check and a filter of off-topic resolutions earned nothing (the last cost an
+# answer) and were deleted; these three each decline a few more unanswerable questions at no cost.
+CHECKS: dict[str, Check] = {"period": period, "figure": figure}
+# Switches that are not checks of chosen quotes but act earlier (answer/__init__.py).
+SWITCHES = ("council",)
 
 
 def unanswered(q: Question, chosen: Sequence[Sentence], enabled: frozenset[str]) -> tuple[str | None, list[str]]:
-    """Why quotes that passed the evidence threshold still do not answer the question, if they don't.
-
-    Periods come first: a period and a month both missing are named together.
-    """
-    periods: list[str] = []
-    for name in ("period", "month"):
-        if name in enabled and (out := CHECKS[name](q, chosen)):
-            periods += out[1]
-    if periods:
-        return "period_not_covered", periods
-    for name in ("figure", "decision_topic"):
-        if name in enabled and (out := CHECKS[name](q, chosen)):
+    """Why quotes that passed the evidence threshold still do not answer the question, if they don't."""
+    for name, check in CHECKS.items():
+        if name in enabled and (out := check(q, chosen)):
             return out
     return None, []
-
-
-def holds_topic(topic: frozenset[str] | set[str], text: str) -> bool:
-    """More than half of the question's topic words are in the text (both of two, two of three)."""
-    return bool(topic) and len(topic & set(tokenize(text))) * 2 > len(topic)
-
-
-def on_topic(topic: frozenset[str] | set[str], s: Sentence) -> bool:
-    return holds_topic(topic, f"{s.chunk.agenda_item or ''} {' '.join(s.chunk.heading_path)} {s.text}")

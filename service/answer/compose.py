@@ -15,14 +15,13 @@ NO_RESOLUTION = ("I found no resolution on this in the minutes I have; "
                  "the nearest passages in the papers say:")
 # Why a question was declined, and what the member is told. Past the evidence threshold, a decline
 # says what is missing: the papers near the question are about it, but not for the period asked,
-# give no figure, or record no decision of the board on it.
+# or give no figure.
 NEAREST = "The nearest passages are listed below in case they help."
 DECLINED = {
     "weak_evidence": "The {papers} I have don't appear to cover this.",
     "period_not_covered": "The {papers} I have don't appear to cover this for {periods}: "
                           "the passages nearest to it are about other periods.",
     "no_figure": "The {papers} I have touch on this but don't appear to give the figure asked for.",
-    "no_decision": "I found no decision of the board on this in the {papers} I have.",
 }
 
 
@@ -78,7 +77,7 @@ def nearest_cover(passages: list) -> str:
     seen: list[str] = []
     for p in passages[:5]:
         c = p.citation
-        where = (c.heading_path[-1] if c.heading_path else c.title).strip().rstrip(":")
+        where = (c.title or c.document_title).strip().rstrip(":")
         when = f" ({format_date(c.meeting_date)})" if c.meeting_date else ""
         if where and f"{where}{when}" not in seen:
             seen.append(f"{where}{when}")

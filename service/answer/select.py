@@ -42,22 +42,17 @@ class Selector:
         self.decisions = decisions
         self.encoder = encoder
 
-    def candidates(self, q: Question, hits: list[Hit], qv: np.ndarray, filters, enabled: frozenset[str]) -> list[Sentence]:
+    def candidates(self, q: Question, hits: list[Hit], qv: np.ndarray, filters) -> list[Sentence]:
         """The sentences of the top passages, and for a decision question whole resolutions and
         the best decision records on its topic."""
-        from service.answer.checks import on_topic
-
         index = self.retriever.index
         texts = index.texts
         out: list[Sentence] = []
         for hit in hits:
             c = hit.chunk
             if q.wants_decision and c.kind == "resolution":
-                # A resolution is quoted whole: its numbered parts are the answer. One on another
-                # topic is left out: "the board resolved ..." must answer the question asked.
-                whole = Sentence(c, c.char_start, c.char_end, c.text, 0.0)
-                if "resolution_topic" not in enabled or on_topic(q.topic, whole):
-                    out.append(whole)
+                # A resolution is quoted whole: its numbered parts are the answer.
+                out.append(Sentence(c, c.char_start, c.char_end, c.text, 0.0))
                 continue
             for i in self.retriever.sentences_of(hit.row):
                 x = index.sentences[i]
@@ -65,7 +60,7 @@ class Selector:
                 if len(text.split()) >= 4 and not is_label(text, c):
                     out.append(Sentence(c, x.start, x.end, text, 0.0, i))
         if q.wants_decision:
-            out += self._decision_records(q, qv, filters, out, enabled)
+            out += self._decision_records(q, qv, filters, out)
         return out
 
     def vectors(self, candidates: list[Sentence]) -> np.ndarray:
@@ -138,15 +133,13 @@ class Selector:
                 break
         return s if end == s.end else dataclasses.replace(s, end=end, text=text[s.start:end])
 
-    def _decision_records(self, q: Question, qv: np.ndarray, filters, have: list[Sentence],
-                          enabled: frozenset[str]) -> list[Sentence]:
+    def _decision_records(self, q: Question, qv: np.ndarray, filters, have: list[Sentence]) -> list[Sentence]:
         """The best decision records for the question, quoted whole, as candidates beside the passages.
 
         Passage search can rank a resolution below the report that led to it; the decision records
         (the same spans, searched on their own) put the board's actual decision in front of the
         sentence scorer whenever one matches.
         """
-        from service.answer.checks import holds_topic
         from service.decisions import DecisionQuery
 
         f = filters
@@ -158,11 +151,8 @@ class Selector:
         for d, _score in self.decisions.search(dq, query_vector=qv)[:self.settings.ask_decision_records]:
             if (d.doc_id, d.char_start) in seen:
                 continue
-            # Decision search matches loosely (any shared word, or meaning alone); a resolution
-            # quoted as "the board resolved" must be about the question's topic, so more than half
-            # of the topic words have to be in it.
-            if "resolution_topic" in enabled and not holds_topic(q.topic, f"{d.item or ''} {d.text}"):
-                continue
+            # Decision search matches loosely (any shared word, or meaning alone); the judge decides
+            # whether a record answers the question.
             rows = self.decisions.rows_of(d.id)
             if rows.size == 0:
                 continue
