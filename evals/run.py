@@ -179,10 +179,7 @@ def retriever_searches(index_dir: Path, names: Sequence[str], model: str | None 
         retriever = svc.retriever
 
         def reranked(q: str, k: int) -> list[str]:
-            question = retriever.reader.read(q)
-            qv = retriever.encode_query(question.query)
-            hits = retriever.search(question, max(k, RERANK_DEPTH), query_vector=qv)
-            return [h.chunk.text for h in svc.answerer.rerank(question, hits, qv)[:k]]
+            return [h.chunk.text for h in svc.answerer.search_reranked(q, k, depth=RERANK_DEPTH)]
     else:
         retriever = _retriever_factory(index_dir, model)()
 

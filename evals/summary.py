@@ -109,6 +109,9 @@ def summarise(out: Path, dest: Path) -> Path:
              "Written by `make evals` (`python -m evals summary`); every number below comes from the "
              "metrics.json files of that run.", ""]
     found = False
+    lines += ["The tuning set (evals/questions.jsonl, evals/unanswerable.jsonl) is part of the training data "
+              "of the encoder and the judge (evals/train/), so its numbers show fit, not what to expect; "
+              "the held-out sets below are the estimate.", ""]
     if (m := _load(out / "run")) is not None:
         lines += retrieval_section(m)
         found = True

@@ -92,6 +92,14 @@ class Answerer:
         index = self.retriever.index
         return features(g.question, g.query_vector, cands, index.chunks, index.vectors, self.vocab)
 
+    def search_reranked(self, text: str, k: int, filters: Filters | None = None, depth: int = 20) -> list[Hit]:
+        """The first `depth` passages of the hybrid search, reordered by the judge; the best k.
+        What `/search?rerank=true` and the evals' "reranked" retriever run."""
+        q = self.retriever.reader.read(text)
+        qv = self.retriever.encode_query(q.query)
+        first = self.retriever.search(q, max(k, depth), filters, query_vector=qv)
+        return self.rerank(q, first, qv)[:k]
+
     def rerank(self, q: Question, hits: list[Hit], qv: np.ndarray) -> list[Hit]:
         """The hits reordered by the judge: each passage by its best sentence's probability of
         answering the question (ties keep the first-stage order). Without a judge, unchanged."""

@@ -20,10 +20,7 @@ RERANK_DEPTH = 20  # first-stage passages the judge reorders when a search asks 
 def run_search(s, req: SearchRequest) -> SearchResponse:
     t0 = time.perf_counter()
     if req.rerank and s.answerer.judge is not None:
-        q = s.retriever.reader.read(req.query)
-        qv = s.retriever.encode_query(q.query)
-        first = s.retriever.search(q, max(req.k, RERANK_DEPTH), req.filters, query_vector=qv)
-        hits = s.answerer.rerank(q, first, qv)[:req.k]
+        hits = s.answerer.search_reranked(req.query, req.k, req.filters, RERANK_DEPTH)
     else:
         hits = s.retriever.search(req.query, req.k, req.filters)
     results = [search_result(s.index, i + 1, h.score, h.chunk) for i, h in enumerate(hits)]
