@@ -23,7 +23,7 @@ from service.answer.checks import unanswered
 from service.answer.compose import NO_RESOLUTION, compose, declined, unsure
 from service.answer.select import Selector, Sentence
 from service.config import ServiceSettings
-from service.convert import search_result
+from service.convert import search_result, with_source_urls
 from service.decisions import DecisionSearch
 from service.judge import Candidate, Judge, Vocabulary, features
 from service.question import Question
@@ -116,6 +116,10 @@ class Answerer:
         return [dataclasses.replace(hits[i], score=best.get(hits[i].chunk.id, 0.0)) for i in order]
 
     def answer(self, req: AskRequest) -> AskResponse:
+        """The answer to a request, its citations linking back to where each paper was published."""
+        return with_source_urls(self.retriever.index, self._answer(req))
+
+    def _answer(self, req: AskRequest) -> AskResponse:
         g = self.gather(req)
         q = g.question
         passages = [search_result(self.retriever.index, i + 1, h.score, h.chunk) for i, h in enumerate(g.hits[:5])]

@@ -4,7 +4,6 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from service.convert import with_source_urls
 from service.deps import ServicesDep
 from service.schemas import INVALID, AskRequest, AskResponse
 
@@ -13,8 +12,7 @@ router = APIRouter(tags=["ask"], responses=INVALID)
 
 @router.post("/ask", response_model=AskResponse)
 async def ask(req: AskRequest, s: ServicesDep) -> AskResponse:
-    answer = await run_in_threadpool(s.answerer.answer, req)
-    return with_source_urls(s.index, answer)
+    return await run_in_threadpool(s.answerer.answer, req)
 
 
 @router.post("/ask/stream", response_class=StreamingResponse, responses={200: {
