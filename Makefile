@@ -79,7 +79,7 @@ evals: install-dev index
 	$(PY) -m evals summary --out $(EVALS_OUT) --write evals/RESULTS.md
 
 # The tuned encoder (models/encoder/) and the judge (models/judge/), rebuilt from evals/train/ with fixed
-# seeds: about 40 minutes here. Training reads the bundled corpus and, when ../shared is beside the
+# seeds: about 30 minutes here. Training reads the bundled corpus and, when ../shared is beside the
 # checkout, the Kent PDFs its questions are about (never copied into the repo).
 TRAIN_CORPUS ?= .train/corpus
 judge: install-dev
