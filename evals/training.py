@@ -18,13 +18,12 @@ def _rows(split: str, exclude: tuple[str, ...]) -> list[dict]:
 
 
 def _services(index_dir: Path, model: str | None = None):
+    from indexer.store import load_index
     from service.app import build_services
     from service.config import ServiceSettings
 
-    # No judge while training one; the encoder is the index's own.
-    from indexer.store import load_index
-
     index = load_index(index_dir)
+    # No judge while training one; the encoder is the index's own.
     settings = ServiceSettings(index_dir=index_dir, model=model or index.manifest["model"]["name"], use_judge=False)
     return build_services(settings, index=index)
 
