@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 COUNCIL_TAKEN = "council taken from"  # starts the note of every council filled from other papers
 
 # Bump when parsing, structure or chunking changes what a build produces from the same file.
-PIPELINE_VERSION = 10  # 7: sentence spans and vectors; 8: no dash-only chunks, no figure rows as table headers; 9: PDF table cells joined into rows; 10: council and body read from running heads, county-council bodies
+PIPELINE_VERSION = 11  # 7: sentence spans and vectors; 8: no dash-only chunks, no figure rows as table headers; 9: PDF table cells joined into rows; 10: council and body read from running heads, county-council bodies; 11: papers after a blank page start their own part
 
 
 @dataclass

@@ -31,6 +31,13 @@ AGENDA_STAMP = re.compile(r"(?i)(?:^|\s)agenda item\s+(\d{1,2}[a-z]?)\s*$")
 REPORT_TITLE_ROW = re.compile(r"(?i)^(?:title:?|subject:)\s*\t?\s*(.+)$")
 REPORT_BY = re.compile(r"(?i)^report (?:by|of)\b")
 APPENDIX_START = re.compile(r"(?i)^appendix\s+([a-z0-9]{1,3})\b")
+# A report's header row listing what is printed after it: "Enclosures<TAB>Appendix 1: Self
+# Evaluation Framework Appendix 2: ..." (Barnet), one title per "Appendix n".
+ENCLOSURES_ROW = re.compile(r"(?i)^enclosures?\s*\t\s*(.+)$")
+ENCLOSURE = re.compile(r"(?i)\bappendix\s+([a-z0-9]{1,3})\s*(?:[:–-]\s*)?")
+# Printed packs pad each separately printed paper to whole sheets, so a blank page is where one
+# paper ends and the next one begins.
+BLANK_PAGE = re.compile(r"(?i)^this page (?:is )?intentionally (?:been )?left blank\.?$")
 # "6. SCREENING UPDATE (Agenda Item 6):", "4. CHILDREN & YOUNG PEOPLE MENTAL HEALTH ...",
 # "5. 24/00115 - Kent County Council Integrated Care Strategy" (a Kent decision number first).
 MINUTE_ITEM = re.compile(
@@ -81,12 +88,16 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
     # A paper its publisher filed under an agenda item is, as a whole, that item's.
     cur = Part(first_kind, meta.title, meta.meeting_date, None if is_pack else meta.agenda_item, 0, 0)
     agenda: dict[str, str] = {}
+    report_title = meta.title  # of the report the current appendix belongs to
+    enclosures: dict[str, str] = {}  # that report's listed appendices, label -> title
 
     def start(new: Part, at: int) -> None:
-        nonlocal cur
+        nonlocal cur, report_title, enclosures
         if at > cur.first:
             parts.append(replace(cur, last=at))
         cur = replace(new, first=at)
+        if new.kind != "appendix":
+            report_title, enclosures = new.title, {}
 
     for i, e in enumerate(els):
         t = e.text
@@ -149,6 +160,8 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
             item = _match_agenda(title, agenda, _last_item(parts, cur))
             start(Part("report", _display_title(title), meta.meeting_date, item, i, i), i)
             continue
+        if cur.kind == "report" and (listed := ENCLOSURES_ROW.match(t)):
+            enclosures = _enclosures(listed.group(1))
         if (
             short
             and e.kind in ("heading", "title", "text")
@@ -156,8 +169,25 @@ def _find_parts(els: tuple[Element, ...], meta: DocumentMeta) -> list[Part]:
             and APPENDIX_START.match(t)
             and i - cur.first > 3
         ):
-            start(Part("appendix", f"{cur.title} – {t}" if cur.kind == "report" else t,
-                       cur.meeting_date, cur.agenda_item, i, i), i)
+            start(Part("appendix", f"{report_title} – {t}", cur.meeting_date, cur.agenda_item, i, i), i)
+            continue
+        if (
+            short
+            and e.kind in ("heading", "title")
+            and cur.kind in ("report", "appendix")
+            and i - cur.first > (REPORT_HEADER_SPAN if cur.kind == "report" else 1)
+            and BLANK_PAGE.match(els[i - 1].text)
+        ):
+            # A paper printed after a report without an "Appendix n" or "AGENDA ITEM n" heading:
+            # the next agenda item when its title says so, else one of the report's enclosures.
+            heading = _display_title(_paper_heading(els, i))
+            item = _next_item_titled(heading, agenda, _last_item(parts, cur))
+            if item is not None:
+                start(Part("report", heading, meta.meeting_date, item, i, i), i)
+            else:
+                label = _enclosure_titled(heading, enclosures)
+                name = f"Appendix {label}: {enclosures[label]}" if label else heading
+                start(Part("appendix", f"{report_title} – {name}", cur.meeting_date, cur.agenda_item, i, i), i)
     parts.append(replace(cur, last=len(els)))
     return [p for p in parts if p.last > p.first]
 
@@ -245,6 +275,44 @@ def _match_agenda(title: str, agenda: dict[str, str], after: int) -> str | None:
     # Reports follow the agenda's order, so the next numbered item is the likeliest.
     following = sorted(int(k) for k in agenda if k.isdigit() and int(k) > after)
     return str(following[0]) if following else None
+
+
+def _enclosures(listing: str) -> dict[str, str]:
+    """"Appendix 1: Self Evaluation Framework Appendix 2: ..." -> {"1": "Self Evaluation Framework", ...}."""
+    marks = list(ENCLOSURE.finditer(listing))
+    return {m.group(1).upper(): listing[m.end():(marks[k + 1].start() if k + 1 < len(marks) else None)].strip(" .;,")
+            for k, m in enumerate(marks)}
+
+
+def _paper_heading(els: tuple[Element, ...], i: int) -> str:
+    """A paper's title among the title lines it opens with (a logo's "Barnet", then the title)."""
+    lines = []
+    for e in els[i:i + 3]:
+        if e.kind not in ("title", "heading") or len(e.text.split()) > 14:
+            break
+        lines.append(e.text)
+    return max(lines, key=lambda t: len(_stems(t)))  # the first of the wordiest
+
+
+def _covers(heading: str, title: str) -> float:
+    """How much of a listed title a heading repeats."""
+    listed = _stems(title)
+    return len(_stems(heading) & listed) / len(listed) if listed else 0.0
+
+
+def _next_item_titled(heading: str, agenda: dict[str, str], after: int) -> str | None:
+    """The agenda item after `after` whose title the heading repeats (a paper with no stamp)."""
+    following = sorted((int(k) for k in agenda if k.isdigit() and int(k) > after))
+    if following and _covers(heading, agenda[str(following[0])]) >= 0.5:
+        return str(following[0])
+    return None
+
+
+def _enclosure_titled(heading: str, enclosures: dict[str, str]) -> str | None:
+    """The listed appendix whose title the heading repeats (at least half of its words)."""
+    scored = [(_covers(heading, title), label) for label, title in enclosures.items()]
+    best = max(scored, default=(0.0, None))
+    return best[1] if best[0] >= 0.5 else None
 
 
 def _title_near(els: tuple[Element, ...], i: int, span: int = 10) -> str | None:

@@ -166,7 +166,8 @@ def test_2018_pna_report_is_its_own_item_10(parsed_corpus):
     "name, items",
     [
         (PACK_2018, ["6", "7", "9", "10", "11"]),
-        (PACK_2019, ["5", "7", "8", "9", "10", "11"]),
+        # Item 6, the work programme, has no stamp: its heading after a blank page starts it.
+        (PACK_2019, ["5", "6", "7", "8", "9", "10", "11"]),
         (WESTMINSTER, ["4", "5", "6", "7", "8", "9", "10"]),
     ],
 )
@@ -234,6 +235,74 @@ def test_minutes_keep_their_own_stamp(tmp_path):
     text = SHORT_MINUTES_PACK.replace("8 March 2018\n", "8 March 2018\n\nAGENDA ITEM 1\n\nChairman: Cllr Helena Hart\n")
     _, st = _structure_of(tmp_path, text)
     assert [(p.kind, p.agenda_item) for p in st.parts] == [("agenda", None), ("minutes", "1"), ("report", "5")]
+
+
+UNSTAMPED_PAPERS_PACK = """\
+HEALTH & WELLBEING BOARD
+
+## ORDER OF BUSINESS
+
+Item No\tTitle of Report\tPages
+5.\tAir quality near schools\t5 - 9
+6.\tForward Work Programme\t10 - 12
+
+This page is intentionally left blank
+
+AGENDA ITEM 5
+
+Health and Wellbeing Board 26 July 2018
+
+Title\tAir quality near schools
+Report of\tDirector of Public Health
+Enclosures\tAppendix 1: Monitoring Sites Map Appendix 2: School Streets Pilot Evaluation
+
+## 1. WHY THIS REPORT IS NEEDED
+
+Nitrogen dioxide levels fell at most monitoring sites near schools during the year.
+
+This page is intentionally left blank
+
+# Evaluation of the School Streets Pilot
+
+Traffic outside the pilot schools fell by a third at drop-off times.
+
+This page is intentionally left blank
+
+# Frequently Asked Questions
+
+Parents asked whether the closures apply during school holidays.
+
+This page is intentionally left blank
+
+# Health and Wellbeing Board Work Programme
+
+The board will consider the pharmaceutical needs assessment in March.
+"""
+
+
+def test_papers_after_a_blank_page_take_their_enclosure_or_agenda_title(tmp_path):
+    """A paper printed without an "Appendix n" or "AGENDA ITEM n" heading starts its own part:
+    named after the report's enclosure list it repeats, else its own heading; a heading that
+    repeats the next agenda item's title starts that item."""
+    doc, st = _structure_of(tmp_path, UNSTAMPED_PAPERS_PACK)
+    assert [(p.kind, p.agenda_item, p.title) for p in st.parts[1:]] == [
+        ("report", "5", "Air quality near schools"),
+        ("appendix", "5", "Air quality near schools – Appendix 2: School Streets Pilot Evaluation"),
+        ("appendix", "5", "Air quality near schools – Frequently Asked Questions"),
+        ("report", "6", "Health and Wellbeing Board Work Programme"),
+    ]
+    pilot = st.parts[2]
+    assert "fell by a third" in doc.text[doc.elements[pilot.first].start:doc.elements[pilot.last - 1].end]
+
+
+def test_2019_care_leaver_local_offer_is_its_listed_appendix(parsed_corpus):
+    """The local offer follows the action plan's "Appendix 5: Named Officers" after a blank page;
+    it is the report's listed Appendix 3, not part of the officers' list."""
+    _, doc, st = parsed_corpus(PACK_2019)
+    at = next(i for i, e in enumerate(doc.elements) if "at least 13 weeks after the age of 14" in e.text)
+    part = next(p for p in st.parts if p.first <= at < p.last)
+    assert part.kind == "appendix" and part.agenda_item == "9"
+    assert part.title.endswith("– Appendix 3: Draft Care Leaver Local Offer")
 
 
 @pytest.mark.parametrize("name", [PACK_2018, PACK_2019, WESTMINSTER])
