@@ -54,13 +54,18 @@ class RequestMiddleware:
         state = {"status": 500, "started": False, "too_large": False, "swallow": False}
         rid_header = (b"x-request-id", rid.encode())
 
-        async def send_413():
-            body = json.dumps({"detail": f"the request body is larger than the limit of {self.limit} bytes"}).encode()
-            state.update(status=413, started=True)
-            await send({"type": "http.response.start", "status": 413,
+        async def send_json(status: int, content: dict, *extra_headers):
+            body = json.dumps(content).encode()
+            state.update(status=status, started=True)
+            await send({"type": "http.response.start", "status": status,
                         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                    (b"connection", b"close"), rid_header]})
+                                    rid_header, *extra_headers]})
             await send({"type": "http.response.body", "body": body})
+
+        async def send_413():
+            # Connection: close, as the rest of the body may still be on its way.
+            await send_json(413, {"detail": f"the request body is larger than the limit of {self.limit} bytes"},
+                            (b"connection", b"close"))
 
         async def send_wrapper(message):
             if state["swallow"]:
@@ -96,10 +101,17 @@ class RequestMiddleware:
                 except _TooLarge:
                     if not state["started"]:
                         await send_413()
+                except Exception:
+                    # Answered here rather than by Starlette's outermost error middleware, so the
+                    # 500 carries the request id that the logged traceback names.
+                    if state["started"]:
+                        raise
+                    log.exception("unhandled error on %s", scope.get("path"), extra={"request_id": rid})
+                    await send_json(500, {"detail": "internal error; it has been logged"})
         finally:
             seconds = time.perf_counter() - t0
             route = _route_label(scope)
             self.metrics.observe_request(scope["method"], route, state["status"], seconds)
-            log.info("request", extra={"method": scope["method"], "route": route, "path": scope.get("path"),
+            log.info("request", extra={"request_id": rid, "method": scope["method"], "route": route, "path": scope.get("path"),
                                        "status": state["status"], "duration_ms": round(seconds * 1000, 2)})
             request_id.reset(token)
