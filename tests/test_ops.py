@@ -27,7 +27,7 @@ from indexer.store import CURRENT, current_build
 from service.app import create_app
 from service.config import ServiceSettings
 from service.logs import JsonFormatter
-from service_fixtures import TRACE_MARKERS, assert_readable_422
+from service_fixtures import TRACE_MARKERS, LiveServer, assert_readable_422
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -195,33 +195,6 @@ def test_reload_loads_a_new_encoder_for_another_model(tmp_path, client_for):
     assert r.status_code == 200, r.text
     assert r.json()["model"] == "fake-hashing-32" and r.json()["encoder_reused"] is False
     assert c.get("/search", params={"q": "screening"}).json()["results"]
-
-
-class LiveServer:
-    def __init__(self, app):
-        import socket
-
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app=app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def test_requests_during_reloads_see_one_whole_index(two_builds):
