@@ -39,6 +39,9 @@ class Metrics:
                             registry=r)
         self.reload_seconds = Gauge("boardpapers_index_last_reload_seconds", "How long the last successful load took",
                                     registry=r)
+        self.build_seconds = Gauge("boardpapers_index_build_duration_seconds",
+                                   "How long the served index took to build (the manifest's build_seconds; NaN if absent)",
+                                   registry=r)
         self.age = Gauge("boardpapers_index_age_seconds", "Seconds since the served index was built", registry=r)
         self._built_at = math.nan
         self.age.set_function(lambda: time.time() - self._built_at)
@@ -65,6 +68,8 @@ class Metrics:
         except (KeyError, TypeError, ValueError):
             self._built_at = math.nan  # an index without a build time has no age
         self.built.set(self._built_at)
+        took = manifest.get("build_seconds")
+        self.build_seconds.set(took if isinstance(took, (int, float)) else math.nan)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
