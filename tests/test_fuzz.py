@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 from service_fixtures import TRACE_MARKERS, LiveServer  # noqa: E402
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.model]
-FUZZ_EXAMPLES = int(os.environ.get("BOARDPAPERS_FUZZ_EXAMPLES", "40"))
+FUZZ_EXAMPLES = int(os.environ.get("BOARDPAPERS_FUZZ_EXAMPLES", "25"))
 sent = {"requests": 0, "errors_4xx": 0}
 
 
