@@ -163,7 +163,8 @@ def test_reload_of_an_unusable_index_keeps_the_old_one(two_builds, client_for):
     assert r.status_code == 409, r.text
     detail = r.json()["detail"]
     assert "previous index keeps serving" in detail and "format 999" in detail
-    assert c.get("/readyz").json()["build"] == a.name
+    ready = c.get("/readyz").json()
+    assert ready["build"] == a.name and "format 999" in ready["last_reload_error"]
     assert c.get("/search", params={"q": "screening"}).status_code == 200
     assert metric(c, "boardpapers_index_reloads_total", result="failed") == 1
     assert metric(c, "boardpapers_index_reloads_total", result="ok") == 0

@@ -27,8 +27,11 @@ def readyz(request: Request):
     if request.app.state.services is None or loaded is None:
         return JSONResponse(status_code=503, content={
             "detail": f"not ready: no index is loaded ({runtime.last_error or 'starting'})", "ready": False})
-    return {"ready": True, "build": loaded.build, "model": loaded.model, "chunks": loaded.chunks,
-            "documents": loaded.documents}
+    out = {"ready": True, "build": loaded.build, "model": loaded.model, "chunks": loaded.chunks,
+           "documents": loaded.documents}
+    if runtime.last_error:  # a later load failed; this build still serves
+        out["last_reload_error"] = runtime.last_error
+    return out
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
