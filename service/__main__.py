@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -22,12 +21,15 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {k: v for k, v in {"index_dir": args.index, "host": args.host, "port": args.port}.items() if v is not None}
     settings = ServiceSettings(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from service import logs
+
+    logs.configure(settings.log_level, settings.log_format)
 
     from indexer.embed import EncoderError, load_encoder
     from indexer.store import IndexError_, load_index
     from service.app import create_app
 
+    encoder = index = None
     try:
         # Load before serving so a wrong index is one clear line, not a failed startup trace.
         index = load_index(settings.index_dir)
@@ -35,11 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         index = load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim) \
             if settings.model else index
     except (IndexError_, EncoderError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        if not (settings.watch_index and isinstance(e, IndexError_)):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        encoder = index = None  # watching: start not ready, and load the first build when it appears
     import uvicorn
 
-    uvicorn.run(create_app(settings, encoder=encoder, index=index), host=settings.host, port=settings.port)
+    # log_config=None keeps the JSON logging set up above; our middleware writes the access line.
+    uvicorn.run(create_app(settings, encoder=encoder, index=index), host=settings.host, port=settings.port,
+                log_config=None, access_log=False)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,16 +14,27 @@ from fastapi.staticfiles import StaticFiles
 
 from indexer.config import DEFAULT_MODEL
 from indexer.embed import Encoder, load_encoder
-from indexer.store import LoadedIndex, load_index
+from indexer.store import IndexError_, LoadedIndex, load_index
 from service.config import ServiceSettings
 from service.deps import Services
+from service.metrics import Metrics
+from service.middleware import RequestMiddleware
+from service.reload import ServiceState
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 DEFAULT_JUDGE = Path(__file__).resolve().parent.parent / "models" / "judge"
 
 
-def build_services(settings: ServiceSettings, encoder: Encoder | None = None, index: LoadedIndex | None = None) -> Services:
+LOAD_JUDGE = object()  # build_services' default: load the judge named by the settings
+
+
+def build_services(settings: ServiceSettings, encoder: Encoder | None = None, index: LoadedIndex | None = None,
+                   judge=LOAD_JUDGE) -> Services:
+    """Everything a request needs, built from one index (a reload builds a whole new one).
+
+    `judge` may be one already loaded for the same encoder (a reload keeps it), else it is loaded.
+    """
     from service.answer import Answerer
     from service.decisions import DecisionSearch
     from service.judge import load_judge
@@ -36,8 +48,6 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
         encoder = load_encoder(settings.model or built.get("model", {}).get("name") or DEFAULT_MODEL)
     index = index or load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim)
     if index.manifest["model"]["name"] != encoder.name or index.manifest["model"]["dim"] != encoder.dim:
-        from indexer.store import IndexError_
-
         raise IndexError_(
             f"index was built with {index.manifest['model']['name']!r} (dim {index.manifest['model']['dim']}) "
             f"but the encoder is {encoder.name!r} (dim {encoder.dim}): rebuild the index"
@@ -46,11 +56,10 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
         encoder.enable_onnx()
     retriever = Retriever.from_settings(index, encoder, settings)
     decisions = DecisionSearch(index, retriever)
-    judge = load_judge(settings.judge_dir or DEFAULT_JUDGE) if settings.use_judge else None
+    if judge is LOAD_JUDGE:
+        judge = load_judge(settings.judge_dir or DEFAULT_JUDGE) if settings.use_judge else None
     if judge is not None and judge.encoder != encoder.name:
         if settings.judge_dir is not None:
-            from indexer.store import IndexError_
-
             raise IndexError_(f"the judge in {settings.judge_dir} was trained on {judge.encoder!r} vectors but the "
                               f"encoder is {encoder.name!r}: retrain it (make judge) or unset BOARDPAPERS_JUDGE_DIR")
         # The shipped judge reads the shipped encoder's vectors; an index of another model goes without.
@@ -64,15 +73,33 @@ def create_app(settings: ServiceSettings | None = None, *, encoder: Encoder | No
                index: LoadedIndex | None = None) -> FastAPI:
     """The FastAPI app; heavy loading happens when it starts, through the lifespan."""
     settings = settings or ServiceSettings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.services = build_services(settings, encoder, index)
-        log.info("loaded index %s: %d chunks", settings.index_dir, len(app.state.services.index.chunks))
-        yield
+        state = app.state.runtime
+        watcher = None
+        try:
+            state.install(encoder, index)
+        except IndexError_:
+            if not settings.watch_index:
+                raise
+            # Watching: serve /healthz and a 503 /readyz until a build appears (e.g. an indexer
+            # container still writing the first one); the watcher loads it.
+            log.warning("no usable index yet at %s; waiting for a build", settings.index_dir)
+        if settings.watch_index:
+            watcher = asyncio.create_task(state.watch(settings.watch_index))
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     app = FastAPI(title="Board Papers Search", version="0.1.0", lifespan=lifespan,
                   description="Cited search, answers and decision records over council board papers.")
+    app.state.metrics = metrics
+    app.state.runtime = ServiceState(app.state, settings, metrics)
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def readable_422(request: Request, exc: RequestValidationError):
@@ -89,10 +116,13 @@ def create_app(settings: ServiceSettings | None = None, *, encoder: Encoder | No
         log.exception("unhandled error on %s", request.url.path)
         return JSONResponse(status_code=500, content={"detail": "internal error; it has been logged"})
 
-    from service.routes import ask, decisions, documents, meta, search
+    from service.routes import admin, ask, decisions, documents, meta, search
 
     for module in (meta, search, documents, decisions, ask):
         app.include_router(module.router)
+    if settings.admin_token:
+        # No token configured: the admin routes do not exist at all (404), rather than exist and refuse.
+        app.include_router(admin.router)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

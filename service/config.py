@@ -71,6 +71,16 @@ class ServiceSettings(BaseSettings):
     llm_context_tokens: int = Field(2500, ge=200)  # the prompt sent, in tiktoken cl100k tokens
     llm_max_tokens: int = Field(300, ge=1, le=8192)  # the reply's length limit (OpenAI `max_tokens`)
     log_level: str = "INFO"
+    log_format: str = Field("json", pattern="^(json|text)$")  # json: one JSON object a line (service/logs.py)
+    # Operations (README, "Operations"). Admin routes (POST /admin/reload) exist only when a token is
+    # set; callers send it as `Authorization: Bearer <token>`.
+    admin_token: str | None = Field(None, min_length=1)
+    # Seconds between looks at the index's `current` link; a new build is loaded by itself. 0: off.
+    # With it on, the service may start before the first build (not ready until one loads).
+    watch_index: float = Field(0.0, ge=0.0, le=3600.0)
+    # Request bodies over this many bytes are refused with 413 before they are parsed. 256 KiB holds
+    # a question with the full allowed history (schemas.MAX_HISTORY_TURNS turns of capped answers).
+    max_body_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     def enabled_checks(self) -> frozenset[str]:
         """The ask_checks names, each known (a typo is an error at start, not a silent no-op)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
 from indexer.embed import Encoder
 from indexer.store import LoadedIndex
@@ -24,7 +24,14 @@ class Services:
 
 
 def get_services(request: Request) -> Services:
-    return request.app.state.services
+    """The request's one Services object, taken once: a reload swapping in another mid-request
+    does not change what this request reads."""
+    services = request.app.state.services
+    if services is None:
+        runtime = request.app.state.runtime
+        raise HTTPException(status_code=503, detail=f"no index is loaded yet ({runtime.last_error or 'starting'}); "
+                                                    "try again once /readyz says ready")
+    return services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -12,6 +12,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from indexer.dates import ISO
 
 MAX_QUERY_CHARS = 2000
+# The conversation a follow-up may carry: the answerer reads the last question, the LLM path the last
+# few turns, so ten turns of capped answers is more than either needs and bounds a hostile body.
+MAX_HISTORY_TURNS = 10
+MAX_ANSWER_CHARS = 8000
 
 _YEAR_MONTH = re.compile(r"(\d{4})(?:-(\d{1,2}))?")
 
@@ -162,14 +166,14 @@ class TextSpan(BaseModel):
 
 class Turn(BaseModel):
     question: str = Field(max_length=MAX_QUERY_CHARS)
-    answer: str = Field("", max_length=20000)
+    answer: str = Field("", max_length=MAX_ANSWER_CHARS)
 
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(json_schema_extra=QUERY_SCHEMA)
-    history: list[Turn] = Field(default_factory=list, max_length=20)
+    history: list[Turn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
     filters: Filters = Field(default_factory=Filters)
 
     _q = field_validator("question")(classmethod(lambda cls, v: _clean_query(v)))

@@ -177,7 +177,11 @@ class Answerer:
 
     def stream_events(self, req: AskRequest):
         """Server-sent events: the answer in pieces, then the whole response."""
-        result = self.answer(req)
+        return self.events_for(self.answer(req))
+
+    @staticmethod
+    def events_for(result: AskResponse):
+        """The server-sent events of an answer already made."""
         for piece in re.findall(r"\S+\s*", result.answer):
             yield f"event: delta\ndata: {json.dumps({'text': piece})}\n\n"
         yield f"event: done\ndata: {result.model_dump_json()}\n\n"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -11,8 +11,10 @@ router = APIRouter(tags=["ask"], responses=INVALID)
 
 
 @router.post("/ask", response_model=AskResponse)
-async def ask(req: AskRequest, s: ServicesDep) -> AskResponse:
-    return await run_in_threadpool(s.answerer.answer, req)
+async def ask(req: AskRequest, s: ServicesDep, request: Request) -> AskResponse:
+    result = await run_in_threadpool(s.answerer.answer, req)
+    request.app.state.metrics.count_answer(result.found, result.reason)
+    return result
 
 
 @router.post("/ask/stream", response_class=StreamingResponse, responses={200: {
@@ -20,11 +22,13 @@ async def ask(req: AskRequest, s: ServicesDep) -> AskResponse:
     "description": "`delta` events with pieces of the answer, then a `done` event holding the whole AskResponse. "
                    "With an LLM configured the deltas are the model's as it writes; if its answer is then "
                    "rejected, a `reset` event says to discard them and the extractive answer's deltas follow."}})
-async def ask_stream(req: AskRequest, s: ServicesDep) -> StreamingResponse:
+async def ask_stream(req: AskRequest, s: ServicesDep, request: Request) -> StreamingResponse:
     if s.settings.llm_url:
         from service.llm import stream_events
 
         # A generator: each event is sent as the model produces it (iterated on a worker thread).
+        # Its answers are not counted in boardpapers_answers_total: the outcome is known only at its end.
         return StreamingResponse(stream_events(s.answerer, req), media_type="text/event-stream")
-    events = await run_in_threadpool(lambda: list(s.answerer.stream_events(req)))
-    return StreamingResponse(iter(events), media_type="text/event-stream")
+    result = await run_in_threadpool(s.answerer.answer, req)
+    request.app.state.metrics.count_answer(result.found, result.reason)
+    return StreamingResponse(iter(list(s.answerer.events_for(result))), media_type="text/event-stream")
