@@ -7,12 +7,14 @@ An unchanged corpus loads no model and writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import platform
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -98,6 +100,9 @@ def _os_error(settings: IndexerSettings, e: OSError) -> str:
         what = f"cannot read {e.filename}: {e.strerror or e}"
     else:
         what = f"cannot write the index at {settings.index_dir}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+        if e.errno is None:  # numpy's short write ("83200 requested and 32736 written") says no more
+            with contextlib.suppress(OSError):
+                what += f" ({shutil.disk_usage(settings.index_dir).free / 1e6:.1f} MB free there)"
     return f"{what}; the build failed, the previous index is left as it was"
 
 

@@ -162,7 +162,9 @@ def write_index(
         _write_jsonl(tmp / "decisions.jsonl", (_encode(d) for d in decisions))
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
-        faiss.write_index(build_faiss(vectors, faiss_kind), str(tmp / "dense.faiss"))
+        # Written by Python, not faiss.write_index: a full disk is then an OSError (ENOSPC) like
+        # every other file's, not a RuntimeError from inside FAISS.
+        (tmp / "dense.faiss").write_bytes(faiss.serialize_index(build_faiss(vectors, faiss_kind)).tobytes())
         if sentences is not None:
             _write_jsonl(tmp / "sentences.jsonl", (_encode(x) for x in sentences))
             dim = vectors.shape[1] if vectors.ndim == 2 else 1

@@ -538,7 +538,7 @@ def test_interrupted_build_leaves_the_old_index(built, tiny_corpus, fake_encoder
     else:
         import faiss
 
-        monkeypatch.setattr(faiss, "write_index", _boom)
+        monkeypatch.setattr(faiss, "serialize_index", _boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _build(settings, fake_encoder)
     monkeypatch.undo()
