@@ -357,3 +357,50 @@ def test_a_damaged_previous_index_is_rebuilt_from_scratch(small_index, tiny_corp
     report = pipeline.build(settings_for(tiny_corpus), encoder=fake_encoder)
     assert not report.up_to_date and report.reused_vectors == 0 and report.embedded == report.chunks
     store.load_index(small_index)
+
+
+# ---------------------------------------------------------------- broken corpus files
+
+
+def test_broken_corpus_files_are_reported_and_the_rest_is_indexed(tiny_corpus, settings_for, fake_encoder,
+                                                                  two_page_pdf):
+    """What tests/test_pipeline.py's bad files do not cover: huge, mislabelled, a URL-encoded copy."""
+    import zipfile
+
+    pdf = two_page_pdf.read_bytes()
+    paper = ("SCRUTINY COMMITTEE\n\nThe committee reviewed the library opening hours and asked for a "
+             "consultation with residents before any change.\n")
+    (tiny_corpus / "Scrutiny minutes.txt").write_text(paper, encoding="utf-8")
+    (tiny_corpus / "Scrutiny%20minutes.txt").write_text(paper, encoding="utf-8")  # as a download names it
+    (tiny_corpus / "huge.txt").write_text("The Board noted the report. " * 4000, encoding="utf-8")  # ~110 KB
+    (tiny_corpus / "notes-really-text.pdf").write_text("The Board noted the report.", encoding="utf-8")
+    (tiny_corpus / "a-pdf-really.txt").write_bytes(pdf)
+    (tiny_corpus / "letter-really-text.docx").write_text("Dear Councillor,", encoding="utf-8")
+    with zipfile.ZipFile(tiny_corpus / "archive-not-a-document.docx", "w") as z:
+        z.writestr("readme.txt", "not a Word document")
+    (tiny_corpus / "cut-short.pdf").write_bytes(pdf[: len(pdf) // 3])
+    (tiny_corpus / "blank.md").write_text("   \n\n  ", encoding="utf-8")
+
+    settings = settings_for(tiny_corpus, max_file_mb=0.05)
+    report = pipeline.build(settings, encoder=fake_encoder)
+    skipped = {Path(s.path).name: s.reason for s in report.skipped}
+    assert skipped.keys() == {"huge.txt", "notes-really-text.pdf", "a-pdf-really.txt", "letter-really-text.docx",
+                              "archive-not-a-document.docx", "cut-short.pdf", "blank.md"}, skipped
+    assert skipped["huge.txt"].startswith("too large (0.1 MB; the limit is 0.05 MB")
+    assert skipped["notes-really-text.pdf"] == "not a PDF (no %PDF header)"
+    assert skipped["a-pdf-really.txt"] == "mislabelled: a PDF under a text file's name"
+    assert skipped["letter-really-text.docx"] == "not a .docx (not a zip container)"
+    assert skipped["archive-not-a-document.docx"].startswith("could not be parsed")
+    assert skipped["cut-short.pdf"]
+    assert skipped["blank.md"] == "empty file"
+    assert [(Path(d.path).name, Path(d.same_as).name) for d in report.duplicates] == [
+        ("Scrutiny%20minutes.txt", "Scrutiny minutes.txt")]
+    loaded = store.load_index(settings.index_dir)
+    assert set(loaded.documents) == {"hwb-2018-07-26-pack", "healthy-weight-notes", "air-quality-briefing",
+                                     "Scrutiny-minutes"}
+    assert sum("library opening hours" in c.text for c in loaded.chunks) == 1
+    # Unchanged, the corpus is up to date and still names what it skipped; a higher limit takes the huge file in.
+    assert pipeline.build(settings, encoder=fake_encoder).up_to_date
+    bigger = pipeline.build(settings_for(tiny_corpus, max_file_mb=1), encoder=fake_encoder)
+    assert "huge.txt" not in {Path(s.path).name for s in bigger.skipped}
+    assert "huge" in store.load_index(settings.index_dir).documents
