@@ -134,7 +134,8 @@ def read_manifest(index_dir: Path) -> dict | None:
     build = current_build(index_dir)
     if build is None:
         return None
-    return json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    with _reading(build / MANIFEST):
+        return json.loads((build / MANIFEST).read_text(encoding="utf-8"))
 
 
 def write_index(
