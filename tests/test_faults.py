@@ -339,7 +339,7 @@ def test_truncated_altered_or_missing_files_are_refused_by_name(small_index):
     (lambda s: "[]", "manifest.json cannot be read"),
     (lambda s: json.dumps({**json.loads(s), "files": {}}), "lists no file checksums"),
     (lambda s: json.dumps({**json.loads(s), "model": "x"}), "manifest.json cannot be read"),
-])
+], ids=["cut-short", "not-an-object", "no-file-list", "no-model"])
 def test_damaged_manifest_is_refused_by_name(small_index, damage, message):
     path = store.current_build(small_index) / store.MANIFEST
     path.write_text(damage(path.read_text(encoding="utf-8")), encoding="utf-8")
