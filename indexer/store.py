@@ -329,6 +329,8 @@ def verify_files(build: Path, manifest: dict, hashes: bool = True) -> None:
             size = path.stat().st_size
         except FileNotFoundError:
             raise IndexError_(f"index file {path} is missing: rebuild the index") from None
+        except OSError as e:
+            raise IndexError_(f"index file {path} cannot be read ({e.strerror or e}): rebuild the index") from e
         if size != want["bytes"]:
             raise IndexError_(f"index file {path} has {size} bytes, the manifest says {want['bytes']} "
                               f"(truncated or altered): rebuild the index")
