@@ -45,7 +45,13 @@ run: index serve
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
 
-test: install-dev /usr/bin/chromium
+# Debian's docker-compose (1.29) for tests/test_docker.py: `docker-compose config` validates the compose
+# file with no Docker engine (hadolint comes from PyPI, in the dev extra).
+/usr/bin/docker-compose:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; \
+	else sudo apt-get update -qq && sudo apt-get install -y -qq docker-compose >/dev/null; fi
+
+test: install-dev /usr/bin/chromium /usr/bin/docker-compose
 	$(PY) -m pytest
 
 # Every number in evals/RESULTS.md (and the README's tables): about 25 minutes here, most of it SciFact.

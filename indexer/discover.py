@@ -29,8 +29,7 @@ def discover(corpus_dir: Path) -> list[SourceFile]:
     Unsupported types are returned too: the parse stage reports them as skipped, so the user
     sees every file that was not indexed and why.
     """
-    if not corpus_dir.is_dir():
-        raise CorpusError(f"corpus folder not found: {corpus_dir}")
+    check_corpus_dir(corpus_dir)
     metadata = load_metadata(corpus_dir / METADATA_FILE)
     rels = []
     for path in sorted(p for p in corpus_dir.rglob("*") if p.is_file()):
@@ -43,11 +42,22 @@ def discover(corpus_dir: Path) -> list[SourceFile]:
         SourceFile(
             path=corpus_dir / rel,
             doc_id=doc_id,
-            sha256=hashlib.sha256((corpus_dir / rel).read_bytes()).hexdigest(),
+            sha256=_sha256(corpus_dir / rel),
             meta=metadata.get(str(rel)) or metadata.get(rel.name) or load_sidecar(corpus_dir / rel),
         )
         for rel, doc_id in zip(rels, doc_ids_for(rels))
     ]
+
+
+def check_corpus_dir(corpus_dir: Path) -> None:
+    if not corpus_dir.is_dir():
+        raise CorpusError(f"corpus folder not found: {corpus_dir}")
+
+
+def _sha256(path: Path) -> str:
+    # Streamed: a huge file (skipped later, for its size) is never held in memory whole.
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def sidecar_path(path: Path) -> Path:

@@ -136,8 +136,18 @@ def page_count(path: Path) -> int | None:
         return None
 
 
+# What a file that says it is text may really be: its own format's first bytes. A PDF's syntax
+# is mostly ASCII, so it would pass the binary checks below and be indexed as gibberish.
+_MISLABELLED = ((b"%PDF-", "a PDF"), (b"PK\x03\x04", "a zip container (.docx, .xlsx or an archive)"),
+                (b"\xd0\xcf\x11\xe0", "an old Office file (.doc, .xls)"), (b"{\\rtf", "an RTF file"))
+
+
 def _check_text(raw: bytes) -> None:
     sample = raw[:65536]
+    head = sample.lstrip()[:8]
+    for magic, what in _MISLABELLED:
+        if head.startswith(magic):
+            raise ParseError(f"mislabelled: {what} under a text file's name")
     if b"\x00" in sample:
         raise ParseError("binary content in a text file (NUL bytes)")
     try:

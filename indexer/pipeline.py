@@ -7,12 +7,14 @@ An unchanged corpus loads no model and writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import platform
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -26,7 +28,7 @@ from indexer.chunk import ChunkSettings, chunk_document
 from indexer.config import IndexerSettings
 from indexer.dates import ISO, format_date
 from indexer.decisions import extract_decisions
-from indexer.discover import discover
+from indexer.discover import check_corpus_dir, discover
 from indexer.embed import Encoder, load_encoder
 from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
@@ -66,6 +68,45 @@ class BuildError(Exception):
 
 
 def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildReport:
+    """Build or refresh the index of settings.corpus_dir at settings.index_dir, one build at a time.
+
+    Args:
+        settings: corpus, index, model and chunking settings.
+        encoder: an already loaded encoder (tests pass a fake one); loaded lazily otherwise.
+
+    Returns:
+        What was done: counts, skipped files with reasons, seconds.
+
+    Raises:
+        BuildError: another build of the index is running, the index cannot be written (a full
+            disk, no permission), or there is nothing to index; the previous index is untouched.
+    """
+    check_corpus_dir(settings.corpus_dir)  # a mistyped folder is said before the lock makes the index folder
+    try:
+        with store.build_lock(settings.index_dir):
+            return _build_unlocked(settings, encoder)
+    except store.BuildLocked as e:
+        raise BuildError(str(e)) from e
+    except OSError as e:
+        # Corpus files that cannot be parsed are skipped one by one; what reaches here is mostly
+        # the index folder itself: a full disk (ENOSPC), a file size limit (EFBIG), no permission.
+        raise BuildError(_os_error(settings, e)) from e
+
+
+def _os_error(settings: IndexerSettings, e: OSError) -> str:
+    index_dir = Path(settings.index_dir).resolve()
+    name = Path(e.filename).resolve() if e.filename else None
+    if name is not None and not name.is_relative_to(index_dir):
+        what = f"cannot read {e.filename}: {e.strerror or e}"
+    else:
+        what = f"cannot write the index at {settings.index_dir}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+        if e.errno is None:  # numpy's short write ("83200 requested and 32736 written") says no more
+            with contextlib.suppress(OSError):
+                what += f" ({shutil.disk_usage(settings.index_dir).free / 1e6:.1f} MB free there)"
+    return f"{what}; the build failed, the previous index is left as it was"
+
+
+def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildReport:
     """Build or refresh the index of settings.corpus_dir at settings.index_dir.
 
     Args:
@@ -90,6 +131,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
         "tiktoken_encoding": settings.tiktoken_encoding,
         "faiss_index": settings.faiss_index,
         "pdf_strategy": settings.pdf_strategy,
+        "max_file_mb": settings.max_file_mb,
     }
     previous = _load_previous(settings.index_dir)
     prev_manifest = previous.manifest if previous else None
@@ -289,6 +331,7 @@ def _load_previous(index_dir: Path) -> store.LoadedIndex | None:
 def _parse_or_skip(src: SourceFile, settings: IndexerSettings, report: BuildReport,
                    skipped_sha: dict[str, str]) -> ParsedDocument | None:
     try:
+        _check_size(src, settings.max_file_mb)
         return parse(src, settings.pdf_strategy)
     except ParseError as e:
         log.warning("skipped %s: %s", src.path, e)
@@ -297,6 +340,15 @@ def _parse_or_skip(src: SourceFile, settings: IndexerSettings, report: BuildRepo
     except OSError as e:
         report.skipped.append(Skipped(str(src.path), f"cannot be read ({e.strerror or e})"))
     return None
+
+
+def _check_size(src: SourceFile, max_mb: float) -> None:
+    # A file far larger than any board pack is a video, an archive or a runaway export:
+    # parsing it could take the build's memory and hours, for text nobody would search.
+    size = src.path.stat().st_size
+    if size > max_mb * 1024 * 1024:
+        raise ParseError(f"too large ({size / 1024 / 1024:.1f} MB; the limit is {max_mb:g} MB, "
+                         f"BOARDPAPERS_MAX_FILE_MB)")
 
 
 # Published papers are often named after their meeting: "cabinet__2025-01-30__Agenda

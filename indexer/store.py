@@ -15,14 +15,21 @@
                             there are no chunks (bm25s cannot index nothing)
         decisions.jsonl     one Decision per line
         decisions_bm25/     BM25 over decision texts; absent when there are no decisions
+    INDEX_DIR/.build.lock                    held (fcntl.flock) by the one build running
 
 A build writes a new folder under builds/ and only then repoints `current`, so a crash or a
-failed build leaves the previous index whole and loadable.
+failed build leaves the previous index whole and loadable. The manifest lists every other file
+of its build with its size and sha256 ("files"); loading refuses a build whose files are not
+the ones it lists, naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -37,13 +44,19 @@ import numpy as np
 from indexer.lexical import LexicalIndex
 from indexer.records import Chunk, Decision, DocumentRecord, PartSpan, SentenceSpan
 
-FORMAT_VERSION = 2  # 2: sentence spans and their vectors
+FORMAT_VERSION = 3  # 2: sentence spans and their vectors; 3: sizes and sha256 of every file
 CURRENT = "current"
 BUILDS = "builds"
+LOCK = ".build.lock"
+MANIFEST = "manifest.json"
 
 
 class IndexError_(Exception):
-    """No usable index at a path, or one built for another model."""
+    """No usable index at a path: missing, damaged (the message names the file), or built for another model."""
+
+
+class BuildLocked(Exception):
+    """Another build of the same index folder is running."""
 
 
 @dataclass
@@ -104,7 +117,7 @@ def _write_jsonl(path: Path, rows) -> None:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as f:
+    with _reading(path), path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
@@ -121,7 +134,8 @@ def read_manifest(index_dir: Path) -> dict | None:
     build = current_build(index_dir)
     if build is None:
         return None
-    return json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    with _reading(build / MANIFEST):
+        return json.loads((build / MANIFEST).read_text(encoding="utf-8"))
 
 
 def write_index(
@@ -149,7 +163,9 @@ def write_index(
         _write_jsonl(tmp / "decisions.jsonl", (_encode(d) for d in decisions))
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
-        faiss.write_index(build_faiss(vectors, faiss_kind), str(tmp / "dense.faiss"))
+        # Written by Python, not faiss.write_index: a full disk is then an OSError (ENOSPC) like
+        # every other file's, not a RuntimeError from inside FAISS.
+        (tmp / "dense.faiss").write_bytes(faiss.serialize_index(build_faiss(vectors, faiss_kind)).tobytes())
         if sentences is not None:
             _write_jsonl(tmp / "sentences.jsonl", (_encode(x) for x in sentences))
             dim = vectors.shape[1] if vectors.ndim == 2 else 1
@@ -159,7 +175,7 @@ def write_index(
             LexicalIndex.build([lexical_text(c) for c in chunks]).save(tmp / "bm25")
         if decisions:
             LexicalIndex.build([decision_lexical_text(d) for d in decisions]).save(tmp / "decisions_bm25")
-        manifest = {**manifest, "format_version": FORMAT_VERSION}
+        manifest = {**manifest, "format_version": FORMAT_VERSION, "files": file_sums(tmp)}
         # The manifest goes last: a folder without one is never taken for a build.
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         final = builds / stamp
@@ -204,17 +220,32 @@ def decision_lexical_text(d: Decision) -> str:
     return " ".join([d.item or "", *d.heading_path[1:], d.text])
 
 
-def load_index(index_dir: Path, expect_model: str | None = None, expect_dim: int | None = None) -> LoadedIndex:
-    """Load the current build. Raises IndexError_ with a plain message when it can't be used."""
-    import faiss
+def load_index(index_dir: Path, expect_model: str | None = None, expect_dim: int | None = None,
+               verify: bool = True) -> LoadedIndex:
+    """Load the current build.
 
+    Args:
+        index_dir: the index folder (holding `current` and `builds/`).
+        expect_model, expect_dim: refuse a build made with another model.
+        verify: check every file's sha256 against the manifest (sizes are always checked).
+
+    Raises:
+        IndexError_: with a plain message naming the file when the build is missing, damaged
+            (truncated, altered, unreadable) or was made for another model.
+    """
     build = current_build(index_dir)
     if build is None:
         raise IndexError_(f"no index at {index_dir}: build one with `python -m indexer build corpus --index {index_dir}`")
-    manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    with _reading(build / MANIFEST):
+        manifest = json.loads((build / MANIFEST).read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexError_(f"index at {index_dir} has format {manifest.get('format_version')}, expected {FORMAT_VERSION}: rebuild it")
-    model = manifest["model"]
+    with _reading(build / MANIFEST):
+        model = manifest["model"]
+        if not isinstance(model, dict) or not {"name", "dim"} <= model.keys():
+            raise ValueError("no model name and dimension")
     if expect_model is not None and model["name"] != expect_model:
         raise IndexError_(
             f"index at {index_dir} was built with model {model['name']!r} but the service is configured "
@@ -222,13 +253,29 @@ def load_index(index_dir: Path, expect_model: str | None = None, expect_dim: int
         )
     if expect_dim is not None and model["dim"] != expect_dim:
         raise IndexError_(f"index vectors have dimension {model['dim']} but the model gives {expect_dim}: rebuild the index")
+    verify_files(build, manifest, hashes=verify)
+    try:
+        return _load_build(index_dir, build, manifest)
+    except IndexError_:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        # Files that match their checksums but do not read: a manifest edited by hand, or a
+        # library that changed its format. Still a refused index, not a crash of the caller.
+        raise IndexError_(f"index at {index_dir} cannot be read ({type(e).__name__}: {e}): rebuild it") from e
+
+
+def _load_build(index_dir: Path, build: Path, manifest: dict) -> LoadedIndex:
+    import faiss
+
     doc_rows = _read_jsonl(build / "documents.jsonl")
     documents = {d["id"]: document_from_json(d) for d in doc_rows}
     texts = {d["id"]: d["text"] for d in doc_rows}
     chunks = [chunk_from_json(c) for c in _read_jsonl(build / "chunks.jsonl")]
     decisions = [decision_from_json(d) for d in _read_jsonl(build / "decisions.jsonl")]
-    vectors = np.load(build / "vectors.npy", allow_pickle=False)
-    dense = faiss.read_index(str(build / "dense.faiss"))
+    with _reading(build / "vectors.npy"):
+        vectors = np.load(build / "vectors.npy", allow_pickle=False)
+    with _reading(build / "dense.faiss"):
+        dense = faiss.read_index(str(build / "dense.faiss"))
     if dense.ntotal != len(chunks) or len(vectors) != len(chunks):
         raise IndexError_(f"index at {index_dir} is inconsistent ({dense.ntotal} vectors, {len(chunks)} chunks): rebuild it")
     if chunks and not (build / "bm25").exists():
@@ -245,6 +292,92 @@ def load_index(index_dir: Path, expect_model: str | None = None, expect_dim: int
             raise IndexError_(f"index at {index_dir} has inconsistent sentence vectors: rebuild it")
     return LoadedIndex(build, manifest, documents, texts, chunks, vectors, dense, bm25, decisions, dbm25,
                        sentences, sentence_vectors)
+
+
+# ---------------------------------------------------------------- integrity
+
+
+def file_sums(build: Path) -> dict[str, dict]:
+    """Size and sha256 of every file below a build folder, by path relative to it (the manifest's "files")."""
+    out = {}
+    for path in sorted(p for p in build.rglob("*") if p.is_file()):
+        rel = path.relative_to(build).as_posix()
+        if rel != MANIFEST:
+            out[rel] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return out
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def verify_files(build: Path, manifest: dict, hashes: bool = True) -> None:
+    """Refuse a build whose files are not the ones its manifest lists: missing, truncated, grown or altered.
+
+    Sizes first for every file (a stat each), then the hashes: a truncated file is named
+    without reading the others.
+    """
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise IndexError_(f"{build / MANIFEST} lists no file checksums: rebuild the index")
+    if not all(isinstance(w, dict) and {"bytes", "sha256"} <= w.keys() for w in files.values()):
+        raise IndexError_(f"{build / MANIFEST} has a malformed file list: rebuild the index")
+    for rel, want in files.items():
+        path = build / rel
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise IndexError_(f"index file {path} is missing: rebuild the index") from None
+        except OSError as e:
+            raise IndexError_(f"index file {path} cannot be read ({e.strerror or e}): rebuild the index") from e
+        if size != want["bytes"]:
+            raise IndexError_(f"index file {path} has {size} bytes, the manifest says {want['bytes']} "
+                              f"(truncated or altered): rebuild the index")
+    if hashes:
+        for rel, want in files.items():
+            with _reading(build / rel):
+                actual = _sha256(build / rel)
+            if actual != want["sha256"]:
+                raise IndexError_(f"index file {build / rel} does not match its checksum in the manifest "
+                                  f"(altered or damaged): rebuild the index")
+
+
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Name the file in the error when it cannot be read or parsed."""
+    try:
+        yield
+    except IndexError_:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # json, numpy and faiss each raise their own
+        raise IndexError_(f"index file {path} cannot be read ({type(e).__name__}: {e}): rebuild the index") from e
+
+
+@contextlib.contextmanager
+def build_lock(index_dir: Path):
+    """Hold the index folder's build lock for the duration, or raise BuildLocked at once.
+
+    An flock, not a pid file: the kernel drops it when the holder dies, even by kill -9, so a
+    crashed build never leaves a stale lock behind.
+    """
+    index_dir.mkdir(parents=True, exist_ok=True)
+    path = index_dir / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise BuildLocked(f"another build of {index_dir} is running (pid {holder}); "
+                              f"wait for it to finish, the index is left to it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def encode_record(value: Any) -> Any:

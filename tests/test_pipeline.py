@@ -6,6 +6,7 @@ One test (marked `model`) checks the real index of the bundled corpus built with
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -537,7 +538,7 @@ def test_interrupted_build_leaves_the_old_index(built, tiny_corpus, fake_encoder
     else:
         import faiss
 
-        monkeypatch.setattr(faiss, "write_index", _boom)
+        monkeypatch.setattr(faiss, "serialize_index", _boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _build(settings, fake_encoder)
     monkeypatch.undo()
@@ -651,5 +652,10 @@ def test_sentence_vectors_that_do_not_match_their_spans_are_refused(built):
     settings, _, loaded = built
     build = store.current_build(settings.index_dir)
     np.save(build / "sentence_vectors.npy", loaded.sentence_vectors[:-1], allow_pickle=False)
+    with pytest.raises(store.IndexError_, match=r"sentence_vectors\.npy has \d+ bytes, the manifest says"):
+        store.load_index(settings.index_dir)
+    # Past the checksums (the manifest rewritten to match), the spans are still checked against the vectors.
+    manifest = json.loads((build / store.MANIFEST).read_text(encoding="utf-8"))
+    (build / store.MANIFEST).write_text(json.dumps({**manifest, "files": store.file_sums(build)}), encoding="utf-8")
     with pytest.raises(store.IndexError_, match="inconsistent sentence vectors"):
         store.load_index(settings.index_dir)
