@@ -23,11 +23,11 @@ import numpy as np
 
 from indexer import store
 from indexer.chunk import ChunkSettings, chunk_document
-from indexer.config import IndexerSettings
+from indexer.config import IndexerSettings, thread_cap
 from indexer.dates import ISO, format_date
 from indexer.decisions import extract_decisions
 from indexer.discover import discover
-from indexer.embed import Encoder, load_encoder
+from indexer.embed import Encoder, cap_threads, load_encoder
 from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
     Chunk, Decision, DocumentMeta, DocumentRecord, Duplicate, ParsedDocument, PartSpan, SentenceSpan, Skipped,
@@ -83,9 +83,12 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     sources, report.duplicates = distinct(sources)
     duplicates_json = [dataclasses.asdict(d) for d in report.duplicates]
     model_name = encoder.name if encoder else settings.model
+    variant = encoder.variant if encoder else settings.encoder_variant
+    cap_threads(thread_cap(settings))
     fingerprint = {
         "pipeline_version": PIPELINE_VERSION,
         "model": model_name,
+        "encoder_variant": variant,
         "target_tokens": settings.chunk_target_tokens,
         "tiktoken_encoding": settings.tiktoken_encoding,
         "faiss_index": settings.faiss_index,
@@ -95,6 +98,8 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     prev_manifest = previous.manifest if previous else None
     same_settings = bool(prev_manifest) and prev_manifest.get("fingerprint") == fingerprint
     prev_docs = (prev_manifest or {}).get("documents", {})
+    # Vectors of another variant (fp32 against int8) are close but not the same: not reused.
+    same_vectors = bool(prev_manifest) and prev_manifest["model"].get("variant", "torch") == variant
 
     def unchanged(src: SourceFile) -> bool:
         entry = prev_docs.get(src.doc_id)
@@ -155,7 +160,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
             continue  # skipped, with its reason already in the report
         parsed = fresh[src.doc_id]
         if enc is None:
-            enc = load_encoder(settings.model)
+            enc = _load_encoder(settings)
         meta, notes = resolved[src.doc_id]
         st = structure(parsed, meta)
         chunk_settings = ChunkSettings(settings.chunk_target_tokens, enc.max_tokens, enc.name)
@@ -200,16 +205,17 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped)
         raise BuildError(_nothing_to_index(settings, f"no file could be indexed: {reasons}"))
 
-    vectors, report.embedded, report.reused_vectors, enc = _vectors(chunks, previous, enc, settings)
+    reusable = previous if same_vectors else None
+    vectors, report.embedded, report.reused_vectors, enc = _vectors(chunks, reusable, enc, settings)
     texts = {rec.id: text for rec, text in documents}
     spans = sentence_spans(chunks, texts, enc.name if enc else prev_manifest["model"]["name"])
-    sentence_vectors, report.embedded_sentences, enc = _sentence_vectors(spans, chunks, texts, previous, enc, settings)
+    sentence_vectors, report.embedded_sentences, enc = _sentence_vectors(spans, chunks, texts, reusable, enc, settings)
     if enc is None and chunks:
         # Only reused documents: the model was never needed, its facts come from the old manifest.
         model_info = prev_manifest["model"]
     else:
-        enc = enc or load_encoder(settings.model)
-        model_info = {"name": enc.name, "dim": enc.dim, "max_tokens": enc.max_tokens}
+        enc = enc or _load_encoder(settings)
+        model_info = {"name": enc.name, "dim": enc.dim, "max_tokens": enc.max_tokens, "variant": enc.variant}
     manifest = {
         "fingerprint": fingerprint,
         "model": model_info,
@@ -493,10 +499,16 @@ def _embed(hashes: list[str], text_of, reuse: dict[str, np.ndarray], enc: Encode
             vectors[i] = reuse[h]
     if need:
         if enc is None:
-            enc = load_encoder(settings.model)
-        log.info("embedding %d %s with %s", len(need), what, enc.name)
-        vectors[need] = enc.encode([text_of(i) for i in need], settings.batch_size, settings.progress)
+            enc = _load_encoder(settings)
+        log.info("embedding %d %s with %s (%s)", len(need), what, enc.name, enc.variant)
+        vectors[need] = enc.encode([text_of(i) for i in need], settings.batch_size, settings.progress,
+                                   desc=f"embed {what}")
     return vectors, enc, len(need)
+
+
+def _load_encoder(settings: IndexerSettings) -> Encoder:
+    return load_encoder(settings.model, settings.encoder_variant, store.encoder_cache_dir(settings.index_dir),
+                        thread_cap(settings))
 
 
 def _tiktoken_counter(encoding: str):
@@ -511,7 +523,8 @@ def _tiktoken_counter(encoding: str):
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("faiss-cpu", "sentence-transformers", "torch", "transformers", "unstructured", "bm25s", "tiktoken"):
+    for pkg in ("faiss-cpu", "sentence-transformers", "torch", "transformers", "onnxruntime", "unstructured", "bm25s",
+                "tiktoken"):
         try:
             out[pkg] = importlib_metadata.version(pkg)
         except importlib_metadata.PackageNotFoundError:

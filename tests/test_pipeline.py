@@ -62,7 +62,7 @@ def test_build_then_load(built, tiny_corpus):
     assert set(loaded.documents) == {PACK_ID, MD_ID, HTML_ID}
 
     m = loaded.manifest
-    assert m["model"] == {"name": "fake-hashing-64", "dim": 64, "max_tokens": 254}
+    assert m["model"] == {"name": "fake-hashing-64", "dim": 64, "max_tokens": 254, "variant": "hashing"}
     assert m["format_version"] == store.FORMAT_VERSION
     assert m["counts"]["documents"] == 3 and m["counts"]["chunks"] == len(loaded.chunks)
     assert m["counts"]["tokens"] == sum(c.tokens for c in loaded.chunks) > 0
