@@ -5,6 +5,7 @@ One test (marked `model`) checks the real index of the bundled corpus built with
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import random
@@ -653,3 +654,18 @@ def test_sentence_vectors_that_do_not_match_their_spans_are_refused(built):
     np.save(build / "sentence_vectors.npy", loaded.sentence_vectors[:-1], allow_pickle=False)
     with pytest.raises(store.IndexError_, match="inconsistent sentence vectors"):
         store.load_index(settings.index_dir)
+
+
+def test_vectors_of_another_encoder_variant_are_not_reused(built, fake_encoder):
+    # fp32 and int8 vectors of one model are close, not equal: a build of another variant embeds
+    # everything again and says which variant its vectors are.
+    settings, first, old = built
+    other = copy.copy(fake_encoder)
+    other.variant = "hashing-other"
+    report = _build(settings, other)
+    assert not report.up_to_date
+    assert report.embedded == report.chunks == len(old.chunks) and report.reused_vectors == 0
+    assert report.embedded_sentences == len(old.sentences) > 0
+    assert store.load_index(settings.index_dir).manifest["model"]["variant"] == "hashing-other"
+    again = _build(settings, other)
+    assert again.up_to_date
