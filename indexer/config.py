@@ -35,6 +35,8 @@ class IndexerSettings(BaseSettings):
     encoder_variant: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
     # The most threads each of onnxruntime, PyTorch and FAISS may use; 0: one per CPU core.
     threads: int = Field(0, ge=0, le=256)
+    # Processes parsing files at once (from 8 files to parse); 0: as many as threads.
+    parse_workers: int = Field(0, ge=0, le=64)
     # Soft size of a chunk's text in tiktoken tokens; the hard bound is the model's own
     # maximum sequence length, measured in its own tokenizer, including the heading prefix.
     chunk_target_tokens: int = Field(180, ge=32, le=2048)

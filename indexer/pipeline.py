@@ -133,12 +133,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     # Parse everything first: a paper's council may only be known from the other papers of
     # its meeting, so metadata is resolved once every document has been read.
     reused = {s.doc_id for s in sources if previous and unchanged(s)}
-    fresh: dict[str, ParsedDocument] = {}
-    for src in tqdm([s for s in sources if s.doc_id not in reused], desc="parse", unit="file",
-                    disable=not settings.progress):
-        parsed = _parse_or_skip(src, settings, report, skipped_sha)
-        if parsed is not None:
-            fresh[src.doc_id] = parsed
+    fresh = _parse_many([s for s in sources if s.doc_id not in reused], settings, report, skipped_sha)
     for src in _council_changed(sources, fresh, reused, previous):
         # Indexed before without a council, which a paper new to this build now gives, or with
         # one taken from papers that are gone or changed.
@@ -303,6 +298,62 @@ def _parse_or_skip(src: SourceFile, settings: IndexerSettings, report: BuildRepo
     except OSError as e:
         report.skipped.append(Skipped(str(src.path), f"cannot be read ({e.strerror or e})"))
     return None
+
+
+# From this many files to parse a process pool pays for itself: each worker starts by importing
+# unstructured and its PDF stack (seconds), which a handful of text files does not repay.
+_POOL_FROM_FILES = 8
+
+
+def _parse_many(sources: list[SourceFile], settings: IndexerSettings, report: BuildReport,
+                skipped_sha: dict[str, str]) -> dict[str, ParsedDocument]:
+    """Parsed documents by id, over a process pool of settings.parse_workers (0: one per core)."""
+    from tqdm import tqdm
+
+    workers = min(settings.parse_workers or thread_cap(settings), len(sources))
+    fresh: dict[str, ParsedDocument] = {}
+    bar = tqdm(total=len(sources), desc="parse", unit="file", disable=not settings.progress)
+    if workers <= 1 or len(sources) < _POOL_FROM_FILES:
+        for src in sources:
+            parsed = _parse_or_skip(src, settings, report, skipped_sha)
+            if parsed is not None:
+                fresh[src.doc_id] = parsed
+            bar.update()
+        bar.close()
+        return fresh
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold FAISS's OpenMP pool or a server's threads, which a forked
+    # child inherits half-made.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_parse_outcome, src, settings.pdf_strategy) for src in sources]
+        for src, future in zip(sources, futures):
+            parsed, error = future.result()
+            if error is not None:
+                kind, message = error
+                if kind == "parse":
+                    log.warning("skipped %s: %s", src.path, message)
+                    skipped_sha[str(src.path)] = src.sha256
+                report.skipped.append(Skipped(str(src.path), message))
+            else:
+                fresh[src.doc_id] = parsed
+            bar.update()
+    bar.close()
+    return fresh
+
+
+def _parse_outcome(src: SourceFile, strategy: str) -> tuple[ParsedDocument | None, tuple[str, str] | None]:
+    """In a worker: the parsed document, or why not (the same reasons _parse_or_skip reports)."""
+    from indexer import offline
+
+    offline.configure()
+    try:
+        return parse(src, strategy), None
+    except ParseError as e:
+        return None, ("parse", str(e))
+    except OSError as e:
+        return None, ("os", f"cannot be read ({e.strerror or e})")
 
 
 # Published papers are often named after their meeting: "cabinet__2025-01-30__Agenda

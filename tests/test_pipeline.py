@@ -669,3 +669,22 @@ def test_vectors_of_another_encoder_variant_are_not_reused(built, fake_encoder):
     assert store.load_index(settings.index_dir).manifest["model"]["variant"] == "hashing-other"
     again = _build(settings, other)
     assert again.up_to_date
+
+
+def test_parsing_in_a_process_pool_builds_the_same_index(tmp_path, tiny_corpus_factory, settings_for, fake_encoder,
+                                                         two_page_pdf):
+    # Enough files for the pool (pipeline._POOL_FROM_FILES), one of them unreadable as a PDF: the
+    # pool must report the same skips and give the same chunks as parsing one file after another.
+    corpus = tiny_corpus_factory(tmp_path / "corpus")
+    for n in range(pipeline._POOL_FROM_FILES):
+        (corpus / f"note-{n}.md").write_text(f"# Note {n}\n\nThe board noted item {n} on school meals funding.\n",
+                                             encoding="utf-8")
+    shutil.copy(two_page_pdf, corpus / "two-pages.pdf")
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 not really a pdf")
+    pooled = _build(settings_for(corpus, index_dir=tmp_path / "pooled", parse_workers=2), fake_encoder)
+    serial = _build(settings_for(corpus, index_dir=tmp_path / "serial", parse_workers=1), fake_encoder)
+    assert pooled.reparsed == serial.reparsed >= pipeline._POOL_FROM_FILES + 3
+    assert [s.path for s in pooled.skipped] == [s.path for s in serial.skipped] == [str(corpus / "broken.pdf")]
+    a, b = store.load_index(tmp_path / "pooled"), store.load_index(tmp_path / "serial")
+    assert a.chunks == b.chunks and len(a.chunks) > 0
+    assert np.array_equal(a.vectors, b.vectors)
