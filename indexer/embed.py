@@ -299,6 +299,10 @@ def _session_options(threads: int):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Batches change shape all the time (bucketed by length); the arena would keep the largest of
+    # every shape it has seen, so memory is handed back instead.
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
     return options
 
 
