@@ -75,7 +75,6 @@ class SentenceTransformerEncoder:
                  threads: int = 0) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown encoder variant {variant!r}: use one of {', '.join(VARIANTS)}")
-        offline.configure()
         self.name = name
         self._path = resolve_model_path(name)
         self._device = device
@@ -98,6 +97,9 @@ class SentenceTransformerEncoder:
     def model(self):
         """The PyTorch SentenceTransformer, loaded on first use (an ONNX variant from cache never needs it)."""
         if self._model is None:
+            # Here, not in __init__: configure() imports unstructured and spaCy (and through thinc,
+            # PyTorch), which an ONNX variant from cache does without.
+            offline.configure()
             from sentence_transformers import SentenceTransformer
 
             try:
