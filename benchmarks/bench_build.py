@@ -5,6 +5,8 @@
 
 Every step runs in its own process, so each peak RSS is that step's alone:
 
+All steps build with the variant the export step made (BENCH_VARIANT, else the settings' default).
+
 - export:      the model exported to ONNX (and int8-quantised) once, into a cache the builds copy;
                a machine pays it once per model (the peers' equivalent is their model download).
 - cold:        our whole build of a copy of the corpus into an empty index: parsing, chunks,
@@ -70,12 +72,21 @@ def paragraphs(corpus: Path, size: int = PARAGRAPH_CHARS) -> list[str]:
     return [p for p in out if p]
 
 
-def _build(corpus: Path, index: Path) -> dict:
+def run_variant(work: Path) -> str:
+    """The variant of this run: the one the export step made, else the settings' default."""
+    from indexer.config import IndexerSettings
+
+    for facts in sorted((work / "export-cache" / "encoders").glob("*.json")):
+        return json.loads(facts.read_text(encoding="utf-8"))["variant"]
+    return IndexerSettings().encoder_variant
+
+
+def _build(corpus: Path, index: Path, variant: str) -> dict:
     from indexer.config import IndexerSettings
     from indexer.pipeline import build
 
     t0 = time.perf_counter()
-    rep = build(IndexerSettings(corpus_dir=corpus, index_dir=index, progress=False))
+    rep = build(IndexerSettings(corpus_dir=corpus, index_dir=index, progress=False, encoder_variant=variant))
     secs = time.perf_counter() - t0
     from indexer.store import read_manifest
 
@@ -100,7 +111,8 @@ def step(name: str, work: Path, corpus: Path, pdfs: Path | None) -> dict:
     cache = work / "export-cache"
     if name == "export":
         t0 = time.perf_counter()
-        enc = load_encoder(model, IndexerSettings().encoder_variant, encoder_cache_dir(cache))
+        enc = load_encoder(model, os.environ.get("BENCH_VARIANT") or IndexerSettings().encoder_variant,
+                           encoder_cache_dir(cache))
         return {"seconds": round(time.perf_counter() - t0, 2), "variant": enc.variant}
     if name in ("cold", "pdfs"):
         index = work / ("index" if name == "cold" else "index-pdfs")
@@ -110,14 +122,14 @@ def step(name: str, work: Path, corpus: Path, pdfs: Path | None) -> dict:
             src = work / "corpus"
         if encoder_cache_dir(cache).exists():
             shutil.copytree(encoder_cache_dir(cache), encoder_cache_dir(index))
-        return _build(src, index)
+        return _build(src, index, run_variant(work))
     if name == "unchanged":
-        return _build(work / "corpus", work / "index")
+        return _build(work / "corpus", work / "index", run_variant(work))
     if name == "incremental":
         victim = sorted(f for f in (work / "corpus").iterdir() if f.suffix in (".txt", ".md"))[0]
         with victim.open("a", encoding="utf-8") as fh:
             fh.write("\n\nA paragraph added for the incremental build benchmark.\n")
-        return {**_build(work / "corpus", work / "index"), "changed_file": victim.name}
+        return {**_build(work / "corpus", work / "index", run_variant(work)), "changed_file": victim.name}
     texts = paragraphs(corpus)
     if name == "st":
         import torch
