@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.add_argument("--variant", choices=("torch", "onnx", "onnx-int8"),
                    help="how the model runs: fp32 PyTorch, fp32 or int8 onnxruntime "
-                        "(default: $BOARDPAPERS_ENCODER_VARIANT or onnx)")
+                        "(default: $BOARDPAPERS_ENCODER_VARIANT or torch)")
     s = sub.add_parser("stats", help="print what an index holds")
     s.add_argument("--index", type=Path)
     y = sub.add_parser("sync", help="fetch papers from a council's website into a corpus folder")

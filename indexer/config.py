@@ -30,9 +30,10 @@ class IndexerSettings(BaseSettings):
     model: str = Field(default_factory=default_model)
     batch_size: int = Field(32, ge=1, le=1024)
     # How the model runs at build time, recorded in the manifest; the service encodes queries the
-    # same way. fp32 onnxruntime ("onnx": PyTorch's vectors, faster); "onnx-int8" is faster still but
-    # lost 1.7 points of dense Recall@5 on held-out set 2, past the 1-point budget (README, "Build speed").
-    encoder_variant: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    # same way. PyTorch stays the default: on this machine's CPU its fp32 bulk encoding took half the
+    # CPU time of fp32 onnxruntime and as much as int8 onnxruntime (benchmarks/bench_encode.py), and
+    # int8 lost 1.7 points of dense Recall@5 on held-out set 2, past the 1-point budget (README, "Build speed").
+    encoder_variant: Literal["torch", "onnx", "onnx-int8"] = "torch"
     # The most threads each of onnxruntime, PyTorch and FAISS may use; 0: one per CPU core.
     threads: int = Field(0, ge=0, le=256)
     # Processes parsing files at once (from 8 files to parse); 0: as many as threads.
