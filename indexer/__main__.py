@@ -132,8 +132,8 @@ def _stats(settings) -> int:
     counts = manifest["counts"]
     print(f"index:      {settings.index_dir}")
     print(f"built at:   {manifest['built_at']}")
-    print(f"model:      {manifest['model']['name']} (dim {manifest['model']['dim']}, max {manifest['model']['max_tokens']} tokens, "
-          f"{manifest['model'].get('variant', 'torch')})")
+    print(f"model:      {manifest['model']['name']} (dim {manifest['model']['dim']}, max {manifest['model']['max_tokens']} tokens), "
+          f"run by {manifest['model'].get('variant', 'torch')}")
     print(f"documents:  {counts['documents']}")
     print(f"chunks:     {counts['chunks']}")
     print(f"decisions:  {counts['decisions']}")

@@ -467,9 +467,10 @@ class HashingEncoder:
     end to end without loading torch.
     """
 
+    variant = "hashing"
+
     def __init__(self, dim: int = 64, max_tokens: int = 254) -> None:
         self.name = f"{FAKE_PREFIX}-{dim}"
-        self.variant = "hashing"
         self.dim = dim
         self.max_tokens = max_tokens
 
@@ -491,6 +492,11 @@ class HashingEncoder:
 @lru_cache(maxsize=65536)
 def _bucket(word: str, dim: int) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") % dim
+
+
+def variant_of(name: str, variant: str) -> str:
+    """The variant load_encoder(name, variant) gives when nothing fails: the fake encoder has its own."""
+    return HashingEncoder.variant if name.startswith(FAKE_PREFIX) else variant
 
 
 def load_encoder(name: str, variant: str = "torch", cache_dir: Path | None = None, threads: int = 0) -> Encoder:

@@ -27,7 +27,7 @@ from indexer.config import IndexerSettings, thread_cap
 from indexer.dates import ISO, format_date
 from indexer.decisions import extract_decisions
 from indexer.discover import discover
-from indexer.embed import Encoder, cap_threads, load_encoder
+from indexer.embed import Encoder, cap_threads, load_encoder, variant_of
 from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
     Chunk, Decision, DocumentMeta, DocumentRecord, Duplicate, ParsedDocument, PartSpan, SentenceSpan, Skipped,
@@ -83,7 +83,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     sources, report.duplicates = distinct(sources)
     duplicates_json = [dataclasses.asdict(d) for d in report.duplicates]
     model_name = encoder.name if encoder else settings.model
-    variant = encoder.variant if encoder else settings.encoder_variant
+    variant = encoder.variant if encoder else variant_of(settings.model, settings.encoder_variant)
     cap_threads(thread_cap(settings))
     fingerprint = {
         "pipeline_version": PIPELINE_VERSION,
