@@ -14,7 +14,7 @@ def test_service_encodes_queries_with_the_index_variant(app_client, real_index):
     from indexer.store import encoder_cache_dir, read_manifest
 
     manifest = read_manifest(real_index)
-    variant = manifest["model"]["variant"]
+    variant = manifest["model"].get("variant", "torch")  # indexes from before variants were PyTorch
     assert variant in ("torch", "onnx", "onnx-int8")
     encoder = app_client.app.state.services.encoder
     assert encoder.variant == variant and encoder.onnx_enabled
