@@ -7,7 +7,7 @@ with rerank=true (the trained judge over the top 20) and /ask.
 
 Starts uvicorn in a thread on a free 127.0.0.1 port, warms it up, then sends POST /search
 requests (a fixed list of 40 questions from evals/questions.jsonl, cycled) from a thread pool.
-Reports p50/p95 latency and queries per second per level; writes benchmarks/results/search.json.
+Reports p50/p95/p99 latency and queries per second per level; writes benchmarks/results/search.json.
 """
 
 from __future__ import annotations
@@ -112,10 +112,11 @@ def main() -> int:
                 errors = sum(1 for _, code in out if code != 200)
                 row = {"route": route, "concurrency": level, "requests": args.requests, "errors": errors,
                        "p50_ms": round(pct(lat, 50), 1) if lat else None, "p95_ms": round(pct(lat, 95), 1) if lat else None,
+                       "p99_ms": round(pct(lat, 99), 1) if lat else None,
                        "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
                        "qps": round(len(lat) / wall, 2), "wall_seconds": round(wall, 2)}
                 results.append(row)
-                print(f"{route} concurrency {level}: p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  "
+                print(f"{route} concurrency {level}: p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  p99 {row['p99_ms']} ms  "
                       f"{row['qps']} q/s  errors {errors}", flush=True)
     finally:
         server.should_exit = True

@@ -144,10 +144,14 @@ def held_by_index(questions: Sequence[Question], index_dir: Path) -> list[Questi
 # ---------------------------------------------------------------- adapters
 
 
-def load_encoder(model: str = DEFAULT_MODEL):
+def load_encoder(model: str = DEFAULT_MODEL, index=None):
+    """The model, run as it ran for index (its manifest's variant) when one is given."""
     from indexer.embed import load_encoder as _load
+    from indexer.store import encoder_cache_dir
 
-    return _load(model)
+    if index is None:
+        return _load(model)
+    return _load(model, index.manifest["model"].get("variant", "torch"), encoder_cache_dir(index.path.parent.parent))
 
 
 def _retriever_factory(index_dir: Path, model: str | None = None):
@@ -158,7 +162,7 @@ def _retriever_factory(index_dir: Path, model: str | None = None):
 
     s = ServiceSettings(index_dir=index_dir)
     index = load_index(Path(index_dir))
-    encoder = load_encoder(model or index.manifest["model"]["name"])
+    encoder = load_encoder(model or index.manifest["model"]["name"], index)
     return lambda **overrides: Retriever.from_settings(index, encoder, s, **overrides)
 
 
@@ -430,7 +434,7 @@ def run_benchmark(bench, out: Path, retrievers: Sequence[str] = ("bm25", "dense"
     out.mkdir(parents=True, exist_ok=True)
     index_dir, id_map, build_info = build_bench_index(bench, out / "index", method=method)
     index = load_index(index_dir)
-    encoder = load_encoder(index.manifest["model"]["name"])
+    encoder = load_encoder(index.manifest["model"]["name"], index)
     s = ServiceSettings()
     # Many chunks per document: look deeper than k passages so k documents survive aggregation.
     retriever = Retriever.from_settings(index, encoder, s, candidates=max(s.candidates, 3 * k))

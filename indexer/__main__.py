@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--index", type=Path, help="index folder (default: $BOARDPAPERS_INDEX_DIR or .index)")
     b.add_argument("--model", help="embedding model name or folder (default: the tuned model in models/encoder/ if present, else the bundled all-MiniLM-L6-v2)")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.add_argument("--variant", choices=("torch", "onnx", "onnx-int8"),
+                   help="how the model runs: fp32 PyTorch, fp32 or int8 onnxruntime "
+                        "(default: $BOARDPAPERS_ENCODER_VARIANT or torch)")
     s = sub.add_parser("stats", help="print what an index holds")
     s.add_argument("--index", type=Path)
     y = sub.add_parser("sync", help="fetch papers from a council's website into a corpus folder")
@@ -38,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus_dir=getattr(args, "corpus", None),
         index_dir=getattr(args, "index", None),
         model=getattr(args, "model", None),
+        encoder_variant=getattr(args, "variant", None),
         progress=False if getattr(args, "no_progress", False) else None,
     )
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -132,7 +136,8 @@ def _stats(settings) -> int:
     counts = manifest["counts"]
     print(f"index:      {settings.index_dir}")
     print(f"built at:   {manifest['built_at']}")
-    print(f"model:      {manifest['model']['name']} (dim {manifest['model']['dim']}, max {manifest['model']['max_tokens']} tokens)")
+    print(f"model:      {manifest['model']['name']} (dim {manifest['model']['dim']}, max {manifest['model']['max_tokens']} tokens), "
+          f"run by {manifest['model'].get('variant', 'torch')}")
     print(f"documents:  {counts['documents']}")
     print(f"chunks:     {counts['chunks']}")
     print(f"decisions:  {counts['decisions']}")

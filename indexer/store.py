@@ -17,6 +17,9 @@
         decisions_bm25/     BM25 over decision texts; absent when there are no decisions
     INDEX_DIR/.build.lock                    held (fcntl.flock) by the one build running
 
+    INDEX_DIR/encoders/                  ONNX exports of the model (indexer/embed.py), kept across
+                                         builds and keyed by the model's files and exporter versions
+
 A build writes a new folder under builds/ and only then repoints `current`, so a crash or a
 failed build leaves the previous index whole and loadable. The manifest lists every other file
 of its build with its size and sha256 ("files"); loading refuses a build whose files are not
@@ -119,6 +122,11 @@ def _write_jsonl(path: Path, rows) -> None:
 def _read_jsonl(path: Path) -> list[dict]:
     with _reading(path), path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def encoder_cache_dir(index_dir: Path) -> Path:
+    """Where the model's ONNX exports are cached for this index (outside builds/, so they outlive a build)."""
+    return Path(index_dir) / "encoders"
 
 
 def current_build(index_dir: Path) -> Path | None:

@@ -44,14 +44,23 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
         # Unless told otherwise, queries are encoded by the model that built the index.
         from indexer.store import read_manifest
 
+        from indexer.store import encoder_cache_dir
+
         built = (index.manifest if index is not None else read_manifest(settings.index_dir)) or {}
-        encoder = load_encoder(settings.model or built.get("model", {}).get("name") or DEFAULT_MODEL)
+        # ... and run the way it ran there (fp32 PyTorch, fp32 or int8 onnxruntime), so a query's
+        # vector is comparable with the passages'.
+        encoder = load_encoder(settings.model or built.get("model", {}).get("name") or DEFAULT_MODEL,
+                               built.get("model", {}).get("variant", "torch"), encoder_cache_dir(settings.index_dir))
     index = index or load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim)
     if index.manifest["model"]["name"] != encoder.name or index.manifest["model"]["dim"] != encoder.dim:
         raise IndexError_(
             f"index was built with {index.manifest['model']['name']!r} (dim {index.manifest['model']['dim']}) "
             f"but the encoder is {encoder.name!r} (dim {encoder.dim}): rebuild the index"
         )
+    built_variant = index.manifest["model"].get("variant", "torch")
+    if getattr(encoder, "variant", built_variant) != built_variant:
+        log.warning("the index's vectors are %s but queries are encoded with %s: results may differ slightly",
+                    built_variant, encoder.variant)
     if settings.onnx_queries and hasattr(encoder, "enable_onnx") and not encoder.onnx_enabled:
         encoder.enable_onnx()
     retriever = Retriever.from_settings(index, encoder, settings)

@@ -5,6 +5,7 @@ One test (marked `model`) checks the real index of the bundled corpus built with
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -63,7 +64,7 @@ def test_build_then_load(built, tiny_corpus):
     assert set(loaded.documents) == {PACK_ID, MD_ID, HTML_ID}
 
     m = loaded.manifest
-    assert m["model"] == {"name": "fake-hashing-64", "dim": 64, "max_tokens": 254}
+    assert m["model"] == {"name": "fake-hashing-64", "dim": 64, "max_tokens": 254, "variant": "hashing"}
     assert m["format_version"] == store.FORMAT_VERSION
     assert m["counts"]["documents"] == 3 and m["counts"]["chunks"] == len(loaded.chunks)
     assert m["counts"]["tokens"] == sum(c.tokens for c in loaded.chunks) > 0
@@ -659,3 +660,37 @@ def test_sentence_vectors_that_do_not_match_their_spans_are_refused(built):
     (build / store.MANIFEST).write_text(json.dumps({**manifest, "files": store.file_sums(build)}), encoding="utf-8")
     with pytest.raises(store.IndexError_, match="inconsistent sentence vectors"):
         store.load_index(settings.index_dir)
+
+
+def test_vectors_of_another_encoder_variant_are_not_reused(built, fake_encoder):
+    # fp32 and int8 vectors of one model are close, not equal: a build of another variant embeds
+    # everything again and says which variant its vectors are.
+    settings, first, old = built
+    other = copy.copy(fake_encoder)
+    other.variant = "hashing-other"
+    report = _build(settings, other)
+    assert not report.up_to_date
+    assert report.embedded == report.chunks == len(old.chunks) and report.reused_vectors == 0
+    assert report.embedded_sentences == len(old.sentences) > 0
+    assert store.load_index(settings.index_dir).manifest["model"]["variant"] == "hashing-other"
+    again = _build(settings, other)
+    assert again.up_to_date
+
+
+def test_parsing_in_a_process_pool_builds_the_same_index(tmp_path, tiny_corpus_factory, settings_for, fake_encoder,
+                                                         two_page_pdf):
+    # Enough files for the pool (pipeline._POOL_FROM_FILES), one of them unreadable as a PDF: the
+    # pool must report the same skips and give the same chunks as parsing one file after another.
+    corpus = tiny_corpus_factory(tmp_path / "corpus")
+    for n in range(pipeline._POOL_FROM_FILES):
+        (corpus / f"note-{n}.md").write_text(f"# Note {n}\n\nThe board noted item {n} on school meals funding.\n",
+                                             encoding="utf-8")
+    shutil.copy(two_page_pdf, corpus / "two-pages.pdf")
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 not really a pdf")
+    pooled = _build(settings_for(corpus, index_dir=tmp_path / "pooled", parse_workers=2), fake_encoder)
+    serial = _build(settings_for(corpus, index_dir=tmp_path / "serial", parse_workers=1), fake_encoder)
+    assert pooled.reparsed == serial.reparsed >= pipeline._POOL_FROM_FILES + 3
+    assert [s.path for s in pooled.skipped] == [s.path for s in serial.skipped] == [str(corpus / "broken.pdf")]
+    a, b = store.load_index(tmp_path / "pooled"), store.load_index(tmp_path / "serial")
+    assert a.chunks == b.chunks and len(a.chunks) > 0
+    assert np.array_equal(a.vectors, b.vectors)
