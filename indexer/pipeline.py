@@ -59,6 +59,7 @@ class BuildReport:
     notes: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     up_to_date: bool = False
+    published: dict | None = None  # what the search backend was given (indexer/backends/), if not local
 
 
 class BuildError(Exception):
@@ -112,6 +113,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
         report.chunks = len(previous.chunks)
         report.decisions = len(previous.decisions)
         report.skipped = [Skipped(**s) for s in prev_manifest.get("skipped", [])]
+        _publish(settings, report)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -239,8 +241,20 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     report.documents = len(documents)
     report.chunks = len(chunks)
     report.decisions = len(decisions)
+    _publish(settings, report)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _publish(settings: IndexerSettings, report: BuildReport) -> None:
+    """Bring the search backend up to the build just written (a no-op for the local backend)."""
+    if settings.backend == "milvus":
+        from indexer.backends.milvus import MilvusError, publish_index
+
+        try:
+            report.published = publish_index(settings)
+        except MilvusError as e:
+            raise BuildError(f"{e}; the index folder is built, Milvus still serves what it served") from e
 
 
 # sha256 of no bytes: empty files are each reported as empty, not as copies of one another.
