@@ -8,19 +8,21 @@ Schema (one row per chunk, primary key the chunk id):
                             council filter by equality touches only its partitions (a council = a tenant)
     body, document_type, kind   VARCHAR, for the filters (body lower-cased)
     meeting_day   INT64     date.toordinal() of the meeting, -1 when undated
-    row_hash      VARCHAR   hash of everything above but the id, and of the chunk's content hash:
-                            what incremental publishing compares
-    terms         VARCHAR   the chunk's BM25 tokens (indexer/lexical.py: stemmed, stop-worded) joined
-                            by spaces, with the analyzer on; Milvus's BM25 function turns it into
-    sparse        SPARSE_FLOAT_VECTOR   BM25 term weights (SPARSE_INVERTED_INDEX, metric BM25, k1 1.5,
-                            b 0.75: bm25s's defaults, so the lexical ranking matches the local one)
+    row_hash      VARCHAR   hash of everything above but the id, of the chunk's content hash and of its
+                            BM25 tokens: what incremental publishing compares
+    sparse        SPARSE_FLOAT_VECTOR   the chunk's BM25 term weights (SPARSE_INVERTED_INDEX, metric IP)
     dense         FLOAT_VECTOR(dim)     the L2-normalised chunk vector (HNSW, M 16, efConstruction 200,
                             metric IP = cosine; searched with ef = max(128, 2 x depth))
 
-Tokens are made here with our own tokenizer rather than by a Milvus analyzer because a Milvus
-analyzer has no Snowball stemmer with bm25s's stop words: the same words for both backends is
-what makes their BM25 rankings comparable. A dot inside a token ("1.5m", "2017.18") becomes an
-"x", so any standard analyzer keeps the token whole.
+BM25 weights are computed here, not by Milvus's BM25 function: a term of the sparse vector is a
+token of indexer/lexical.py (stemmed, stop-worded, as the local index sees it) and its weight is
+bm25s's Lucene BM25 (k1 1.5, b 0.75) with the IDF and average length of the whole build, so a
+query of those tokens (weight = count) scores each chunk by inner product exactly as bm25s does.
+Milvus's own function was tried first: milvus-lite keeps BM25 statistics per segment, and with a
+partition key each council's rows are separate segments, so a small council's IDF was its own
+and off-topic chunks of it ranked first (its engine/collection.py says so in a TODO). The cost:
+an incremental publish weights new rows with the build's statistics and leaves unchanged rows
+with those of the build that wrote them, until the next rebuild (publish(rebuild=True)).
 
 Consistency level: Bounded for searches (a read may miss writes of the last few seconds, which
 a batch indexer never needs to see), Strong for the indexer's own check after it writes.
@@ -37,7 +39,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -53,31 +59,59 @@ DEFAULT_ALIAS = "boardpapers"
 SEARCH_CONSISTENCY = "Bounded"
 NUM_PARTITIONS = 64  # partition-key buckets; a few hundred councils hash into these
 HNSW = {"M": 16, "efConstruction": 200}
-BM25_PARAMS = {"bm25_k1": 1.5, "bm25_b": 0.75}
+BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults
 BATCH = 1000  # rows per insert/upsert request (well under Milvus's 64 MB message limit at dim 384)
-MAX_TEXT = 65535  # VARCHAR limit, in bytes
 
 
 class MilvusError(Exception):
     """The Milvus backend cannot be used as configured (no server, no published collection)."""
 
 
-def terms(text: str) -> str:
-    """What Milvus's BM25 function reads: our tokens, dots made letters, joined by spaces."""
-    return " ".join(t.replace(".", "x") for t in tokenize(text))
+def term_id(token: str) -> int:
+    """A token's dimension in the sparse vectors: stable across builds (no vocabulary to keep)."""
+    return zlib.crc32(token.encode()) % (2**32 - 1)  # Milvus sparse indices are below 2**32 - 1
 
 
-def chunk_terms(chunk: Chunk) -> str:
+def chunk_tokens(chunk: Chunk) -> list[str]:
     from indexer.store import lexical_text
 
-    out = terms(lexical_text(chunk))
-    while len(out.encode()) > MAX_TEXT:  # a pathological chunk: keep its first words
-        out = out[: len(out) // 2]
-    return out
+    return tokenize(lexical_text(chunk))
 
 
-def _row(chunk: Chunk, vector: np.ndarray) -> dict[str, Any]:
-    row = {
+@dataclass(frozen=True)
+class Bm25Stats:
+    """What BM25 needs from the whole build: rows, average length, document frequencies."""
+
+    n: int
+    avgdl: float
+    df: dict[str, int]
+
+    @classmethod
+    def of(cls, token_lists: Sequence[list[str]]) -> "Bm25Stats":
+        df: Counter = Counter()
+        for tokens in token_lists:
+            df.update(set(tokens))
+        # bm25s gives a chunk without tokens one empty token, so its length is 1.
+        total = sum(max(len(t), 1) for t in token_lists)
+        return cls(len(token_lists), total / max(len(token_lists), 1), dict(df))
+
+    def weights(self, tokens: list[str]) -> dict[int, float]:
+        k1, b = BM25_K1, BM25_B
+        dl = max(len(tokens), 1)
+        out: dict[int, float] = {}
+        for token, tf in Counter(tokens).items():
+            df = self.df.get(token, 0)
+            idf = math.log(1 + (self.n - df + 0.5) / (df + 0.5))
+            out[term_id(token)] = idf * tf / (tf + k1 * (1 - b + b * dl / self.avgdl))
+        return out
+
+
+def query_weights(query: str) -> dict[int, float]:
+    return {term_id(t): float(n) for t, n in Counter(tokenize(query)).items()}
+
+
+def _row_fields(chunk: Chunk) -> dict[str, Any]:
+    return {
         "id": chunk.id,
         "doc_id": chunk.doc_id,
         "council": (chunk.council or "").lower(),
@@ -85,11 +119,21 @@ def _row(chunk: Chunk, vector: np.ndarray) -> dict[str, Any]:
         "document_type": chunk.document_type,
         "kind": chunk.kind,
         "meeting_day": chunk.meeting_date.toordinal() if chunk.meeting_date else -1,
-        "terms": chunk_terms(chunk),
     }
-    row["row_hash"] = hashlib.sha256(json.dumps([chunk.content_hash, row], sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _row(chunk: Chunk, vector: np.ndarray, tokens: list[str], stats: Bm25Stats) -> dict[str, Any]:
+    row = _row_fields(chunk)
+    row["row_hash"] = _row_hash(chunk, row, tokens)
+    weights = stats.weights(tokens)
+    # A chunk with no indexed word still needs a sparse value: one zero-weight dimension.
+    row["sparse"] = weights or {0: 0.0}
     row["dense"] = np.asarray(vector, dtype=np.float32).tolist()
     return row
+
+
+def _row_hash(chunk: Chunk, row: dict, tokens: list[str]) -> str:
+    return hashlib.sha256(json.dumps([chunk.content_hash, row, tokens], sort_keys=True).encode()).hexdigest()[:24]
 
 
 def _literal(value: str) -> str:
@@ -177,21 +221,23 @@ class MilvusBackend:
         return [(h["id"], float(h["distance"])) for h in res[0]]
 
     def lexical(self, query: str, where: Where, depth: int) -> Scored:
-        q = terms(query)
+        q = query_weights(query)
         if not q:
             return []
         res = self.client.search(
             self.collection, data=[q], anns_field="sparse", limit=depth, filter=filter_expr(where),
-            output_fields=["id"], search_params={"metric_type": "BM25"}, consistency_level=SEARCH_CONSISTENCY)
-        # Milvus returns the BM25 score as the distance; milvus-lite returns its negative (smaller is
-        # closer, as for its other metrics). Either way hits come best first and the score is |distance|.
-        return [(h["id"], abs(float(h["distance"]))) for h in res[0] if h["distance"]]
+            output_fields=["id"], search_params={"metric_type": "IP"}, consistency_level=SEARCH_CONSISTENCY)
+        return [(h["id"], float(h["distance"])) for h in res[0] if h["distance"] > 0]
 
     # ------------------------------------------------------------ writes
 
-    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, stats: Bm25Stats | None = None,
+               tokens: Sequence[list[str]] | None = None) -> None:
+        """Write chunks by id. stats: the whole build's BM25 statistics (default: these chunks' own)."""
+        tokens = [chunk_tokens(c) for c in chunks] if tokens is None else tokens
+        stats = stats or Bm25Stats.of(tokens)
         for lo in range(0, len(chunks), BATCH):
-            rows = [_row(c, vectors[i]) for i, c in enumerate(chunks[lo:lo + BATCH], start=lo)]
+            rows = [_row(c, vectors[i], tokens[i], stats) for i, c in enumerate(chunks[lo:lo + BATCH], start=lo)]
             self.client.upsert(self.collection, rows)
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -220,7 +266,7 @@ class MilvusBackend:
 
 
 def create_collection(client, name: str, dim: int) -> None:
-    from pymilvus import DataType, Function, FunctionType
+    from pymilvus import DataType
 
     s = client.create_schema(auto_id=False, enable_dynamic_field=False)
     s.add_field("id", DataType.VARCHAR, is_primary=True, max_length=1024)
@@ -231,15 +277,11 @@ def create_collection(client, name: str, dim: int) -> None:
     s.add_field("kind", DataType.VARCHAR, max_length=64)
     s.add_field("meeting_day", DataType.INT64)
     s.add_field("row_hash", DataType.VARCHAR, max_length=64)
-    s.add_field("terms", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True,
-                analyzer_params={"tokenizer": "standard"})
     s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
     s.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
-    s.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"],
-                            output_field_names=["sparse"]))
     ip = client.prepare_index_params()
     ip.add_index("dense", index_type="HNSW", metric_type="IP", params=HNSW)
-    ip.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=BM25_PARAMS)
+    ip.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
     client.create_collection(name, schema=s, index_params=ip, num_partitions=NUM_PARTITIONS,
                              consistency_level=SEARCH_CONSISTENCY)
 
@@ -260,22 +302,25 @@ def publish(chunks: Sequence[Chunk], vectors: np.ndarray, model: str, *, uri: st
     client = _client(uri, token)
     dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
     current = _serving(client, alias)
+    tokens = [chunk_tokens(c) for c in chunks]
+    stats = Bm25Stats.of(tokens)
     prefix = f"{alias}_{fingerprint(dim, model)}_"
     compatible = current is not None and current.startswith(prefix)
     if compatible and not rebuild:
         backend = MilvusBackend(client, current)
         held = backend.row_hashes()
         want = {c.id for c in chunks}
-        changed = [i for i, c in enumerate(chunks) if held.get(c.id) != _row(c, vectors[i])["row_hash"]]
+        changed = [i for i, c in enumerate(chunks) if held.get(c.id) != _row_hash(c, _row_fields(c), tokens[i])]
         gone = [i for i in held if i not in want]
-        backend.upsert([chunks[i] for i in changed], vectors[changed] if changed else vectors[:0])
+        backend.upsert([chunks[i] for i in changed], vectors[changed] if changed else vectors[:0], stats,
+                       [tokens[i] for i in changed])
         backend.delete(gone)
         mode, name, written, deleted = "incremental", current, len(changed), len(gone)
     else:
         name = f"{prefix}{time.strftime('%Y%m%dT%H%M%S')}_{time.monotonic_ns() % 10**6}"
         create_collection(client, name, dim)
         backend = MilvusBackend(client, name)
-        backend.upsert(chunks, vectors)
+        backend.upsert(chunks, vectors, stats, tokens)
         client.flush(name)
         client.load_collection(name)
         mode, written, deleted = "rebuild", len(chunks), 0
