@@ -66,12 +66,15 @@ class BuildError(Exception):
     """The build cannot proceed; the previous index is untouched."""
 
 
-def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildReport:
+def build(settings: IndexerSettings, encoder: Encoder | None = None,
+          preparsed: dict[str, ParsedDocument] | None = None) -> BuildReport:
     """Build or refresh the index of settings.corpus_dir at settings.index_dir.
 
     Args:
         settings: corpus, index, model and chunking settings.
         encoder: an already loaded encoder (tests pass a fake one); loaded lazily otherwise.
+        preparsed: documents already parsed elsewhere (indexer/distributed.py), by doc id; a file not
+            among them, or changed since, is parsed here.
 
     Returns:
         What was done: counts, skipped files with reasons, seconds.
@@ -131,16 +134,23 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     # its meeting, so metadata is resolved once every document has been read.
     reused = {s.doc_id for s in sources if previous and unchanged(s)}
     fresh: dict[str, ParsedDocument] = {}
+
+    def parse_or_skip(src: SourceFile) -> ParsedDocument | None:
+        ready = (preparsed or {}).get(src.doc_id)
+        if ready is not None and ready.sha256 == src.sha256:
+            return ready
+        return _parse_or_skip(src, settings, report, skipped_sha)
+
     for src in tqdm([s for s in sources if s.doc_id not in reused], desc="parse", unit="file",
                     disable=not settings.progress):
-        parsed = _parse_or_skip(src, settings, report, skipped_sha)
+        parsed = parse_or_skip(src)
         if parsed is not None:
             fresh[src.doc_id] = parsed
     for src in _council_changed(sources, fresh, reused, previous):
         # Indexed before without a council, which a paper new to this build now gives, or with
         # one taken from papers that are gone or changed.
         reused.discard(src.doc_id)
-        parsed = _parse_or_skip(src, settings, report, skipped_sha)
+        parsed = parse_or_skip(src)
         if parsed is not None:
             fresh[src.doc_id] = parsed
     resolved = _resolve_all(sources, fresh, [previous.documents[d] for d in reused])
