@@ -37,21 +37,15 @@ def test_ray_build_gives_the_local_build_s_chunks_and_vectors(tiny_corpus, setti
     assert [s.content_hash for s in on_ray.sentences] == [s.content_hash for s in local.sentences]
 
 
-def test_ray_build_of_an_unchanged_corpus_parses_and_embeds_nothing(tiny_corpus, settings_for, local_ray):
-    from indexer.distributed import build as ray_build
-
-    settings = settings_for(tiny_corpus)
-    first = ray_build(settings, actors=1)
-    assert first.reparsed == 3
-    again = ray_build(settings, actors=1)
-    assert again.up_to_date and again.embedded == 0
-
-
-def test_cli_build_ray(tiny_corpus, settings_for, capsys, monkeypatch, local_ray):
+def test_cli_build_ray_then_an_unchanged_corpus_parses_and_embeds_nothing(tiny_corpus, settings_for, capsys,
+                                                                         monkeypatch, local_ray):
     from indexer.__main__ import main
 
     settings = settings_for(tiny_corpus)
     monkeypatch.setenv("BOARDPAPERS_MODEL", "fake-hashing-64")
-    assert main(["build", str(settings.corpus_dir), "--index", str(settings.index_dir), "--no-progress", "--ray"]) == 0
+    argv = ["build", str(settings.corpus_dir), "--index", str(settings.index_dir), "--no-progress", "--ray"]
+    assert main(argv) == 0
     assert "indexed 3 documents" in capsys.readouterr().out
     assert len(store.load_index(settings.index_dir).chunks) > 5
+    assert main(argv) == 0
+    assert "is up to date" in capsys.readouterr().out

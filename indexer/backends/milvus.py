@@ -183,8 +183,11 @@ def serving_collection(manifest: dict, uri: str | None = None) -> str:
 
 
 def _client(uri: str | None, token: str | None):
-    from pymilvus import MilvusClient
-    from pymilvus.exceptions import MilvusException
+    try:
+        from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
+    except ImportError as e:
+        raise MilvusError("the milvus backend needs pymilvus: pip install -e '.[milvus]'") from e
 
     if not uri:
         raise MilvusError("BOARDPAPERS_MILVUS_URI is not set (e.g. http://127.0.0.1:19530)")
@@ -320,9 +323,13 @@ def publish(chunks: Sequence[Chunk], vectors: np.ndarray, model: str, *, uri: st
         name = f"{prefix}{time.strftime('%Y%m%dT%H%M%S')}_{time.monotonic_ns() % 10**6}"
         create_collection(client, name, dim)
         backend = MilvusBackend(client, name)
-        backend.upsert(chunks, vectors, stats, tokens)
-        client.flush(name)
-        client.load_collection(name)
+        try:
+            backend.upsert(chunks, vectors, stats, tokens)
+            client.flush(name)
+            client.load_collection(name)
+        except BaseException:
+            client.drop_collection(name)  # half filled and never served
+            raise
         mode, written, deleted = "rebuild", len(chunks), 0
     held_now = backend.count()
     if held_now != len(chunks):
@@ -346,8 +353,15 @@ def publish_index(settings, rebuild: bool = False) -> dict[str, Any]:
     """Publish the current build at settings.index_dir to settings.milvus_uri and record it in its manifest."""
     from indexer import store
 
+    try:
+        from pymilvus.exceptions import MilvusException
+    except ImportError as e:
+        raise MilvusError("the milvus backend needs pymilvus: pip install -e '.[milvus]'") from e
     index = store.load_index(settings.index_dir)
-    entry = publish(index.chunks, index.vectors, index.manifest["model"]["name"], uri=settings.milvus_uri,
-                    token=settings.milvus_token, alias=settings.milvus_alias, rebuild=rebuild)
+    try:
+        entry = publish(index.chunks, index.vectors, index.manifest["model"]["name"], uri=settings.milvus_uri,
+                        token=settings.milvus_token, alias=settings.milvus_alias, rebuild=rebuild)
+    except MilvusException as e:
+        raise MilvusError(f"Milvus at {settings.milvus_uri} failed: {e}") from e
     store.record_backend(index.path, "milvus", entry)
     return entry
