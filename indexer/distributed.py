@@ -17,7 +17,6 @@ its meeting, so they need every document parsed first, and they take a small par
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -35,9 +34,8 @@ def _init_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        # RAY_ADDRESS (read by Ray itself) names a cluster; without it a local Ray starts here.
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        # Ray reads RAY_ADDRESS itself: a cluster when it is set, else a local Ray started here.
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
         import ray.data
 
         ray.data.DataContext.get_current().enable_progress_bars = False
