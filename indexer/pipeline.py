@@ -61,13 +61,15 @@ class BuildReport:
     notes: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     up_to_date: bool = False
+    published: dict | None = None  # what the search backend was given (indexer/backends/), if not local
 
 
 class BuildError(Exception):
     """The build cannot proceed; the previous index is untouched."""
 
 
-def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildReport:
+def build(settings: IndexerSettings, encoder: Encoder | None = None,
+          preparsed: dict[str, ParsedDocument] | None = None) -> BuildReport:
     """Build or refresh the index of settings.corpus_dir at settings.index_dir, one build at a time.
 
     Args:
@@ -84,7 +86,7 @@ def build(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildRep
     check_corpus_dir(settings.corpus_dir)  # a mistyped folder is said before the lock makes the index folder
     try:
         with store.build_lock(settings.index_dir):
-            return _build_unlocked(settings, encoder)
+            return _build_unlocked(settings, encoder, preparsed)
     except store.BuildLocked as e:
         raise BuildError(str(e)) from e
     except OSError as e:
@@ -106,12 +108,15 @@ def _os_error(settings: IndexerSettings, e: OSError) -> str:
     return f"{what}; the build failed, the previous index is left as it was"
 
 
-def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -> BuildReport:
+def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
+                    preparsed: dict[str, ParsedDocument] | None = None) -> BuildReport:
     """Build or refresh the index of settings.corpus_dir at settings.index_dir.
 
     Args:
         settings: corpus, index, model and chunking settings.
         encoder: an already loaded encoder (tests pass a fake one); loaded lazily otherwise.
+        preparsed: documents already parsed elsewhere (indexer/distributed.py), by doc id; a file not
+            among them, or changed since, is parsed here.
 
     Returns:
         What was done: counts, skipped files with reasons, seconds.
@@ -159,6 +164,7 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -
         report.chunks = len(previous.chunks)
         report.decisions = len(previous.decisions)
         report.skipped = [Skipped(**s) for s in prev_manifest.get("skipped", [])]
+        _publish(settings, report)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -175,12 +181,16 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -
     # Parse everything first: a paper's council may only be known from the other papers of
     # its meeting, so metadata is resolved once every document has been read.
     reused = {s.doc_id for s in sources if previous and unchanged(s)}
-    fresh = _parse_many([s for s in sources if s.doc_id not in reused], settings, report, skipped_sha)
+    # Documents parsed elsewhere (the Ray build's tasks) are taken as they are when their bytes match.
+    todo = [s for s in sources if s.doc_id not in reused]
+    fresh = {s.doc_id: (preparsed or {})[s.doc_id] for s in todo
+             if (preparsed or {}).get(s.doc_id) is not None and preparsed[s.doc_id].sha256 == s.sha256}
+    fresh.update(_parse_many([s for s in todo if s.doc_id not in fresh], settings, report, skipped_sha))
     for src in _council_changed(sources, fresh, reused, previous):
         # Indexed before without a council, which a paper new to this build now gives, or with
         # one taken from papers that are gone or changed.
         reused.discard(src.doc_id)
-        parsed = _parse_or_skip(src, settings, report, skipped_sha)
+        parsed = parse_or_skip(src)
         if parsed is not None:
             fresh[src.doc_id] = parsed
     resolved = _resolve_all(sources, fresh, [previous.documents[d] for d in reused])
@@ -284,8 +294,20 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None) -
     report.documents = len(documents)
     report.chunks = len(chunks)
     report.decisions = len(decisions)
+    _publish(settings, report)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _publish(settings: IndexerSettings, report: BuildReport) -> None:
+    """Bring the search backend up to the build just written (a no-op for the local backend)."""
+    if settings.backend == "milvus":
+        from indexer.backends.milvus import MilvusError, publish_index
+
+        try:
+            report.published = publish_index(settings)
+        except MilvusError as e:
+            raise BuildError(f"{e}; the index folder is built, Milvus still serves what it served") from e
 
 
 # sha256 of no bytes: empty files are each reported as empty, not as copies of one another.

@@ -391,3 +391,13 @@ def build_lock(index_dir: Path):
 def encode_record(value: Any) -> Any:
     """JSON-ready form of a record (dates as ISO strings), for the service's responses."""
     return _encode(value)
+
+
+def record_backend(build: Path, key: str, entry: dict) -> None:
+    """Add to a build's manifest what serves it besides its files (key "milvus": the collection), atomically."""
+    path = Path(build) / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest[key] = entry
+    tmp = path.with_name(f".manifest-{os.getpid()}.json")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,6 +70,11 @@ class ServiceSettings(BaseSettings):
     llm_timeout: float = Field(20.0, gt=0)  # seconds for the whole reply, streamed or not
     llm_context_tokens: int = Field(2500, ge=200)  # the prompt sent, in tiktoken cl100k tokens
     llm_max_tokens: int = Field(300, ge=1, le=8192)  # the reply's length limit (OpenAI `max_tokens`)
+    # Where /search ranks chunks (indexer/backends/): "local" (the index folder's FAISS and bm25s
+    # files) or "milvus" (the collection the index was published to; README, "Running it big").
+    backend: str = "local"
+    milvus_uri: str | None = None
+    milvus_token: str | None = None
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|text)$")  # json: one JSON object a line (service/logs.py)
     # Operations (README, "Operations"). Admin routes (POST /admin/reload) exist only when a token is
@@ -81,6 +86,13 @@ class ServiceSettings(BaseSettings):
     # Request bodies over this many bytes are refused with 413 before they are parsed. 256 KiB holds
     # a question with the full allowed history (schemas.MAX_HISTORY_TURNS turns of capped answers).
     max_body_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from indexer.backends.base import check_backend
+
+        return check_backend(value)
 
     def enabled_checks(self) -> frozenset[str]:
         """The ask_checks names, each known (a typo is an error at start, not a silent no-op)."""

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.backends import SearchBackend, Where, open_backend
+from indexer.backends.local import LocalBackend
 from indexer.embed import Encoder
 from indexer.records import Chunk
 from indexer.store import LoadedIndex
@@ -42,14 +44,21 @@ class UnknownRetriever(ValueError):
     pass
 
 
+def where_of(f: Filters) -> Where:
+    return Where(f.council, f.body, f.document_type, f.date_from, f.date_to, f.decisions_only)
+
+
 class Retriever:
     def __init__(self, index: LoadedIndex, encoder: Encoder, *, candidates: int = 100, fusion: str = "rrf",
                  rrf_k: int = 60, dense_weight: float = 0.5, date_boost: float = 0.5, sentence_weight: float = 0.0,
-                 kind_boost: float = 0.0, short_penalty: float = 0.0) -> None:
+                 kind_boost: float = 0.0, short_penalty: float = 0.0, backend: SearchBackend | None = None) -> None:
         if fusion not in ("rrf", "weighted"):
             raise ValueError(f"unknown fusion {fusion!r}: use 'rrf' or 'weighted'")
         self.index = index
         self.encoder = encoder
+        # Candidates come from the backend, by chunk id; everything after that happens here, the
+        # same for every backend.
+        self.backend = backend if backend is not None else LocalBackend(index)
         self.candidates = candidates
         self.fusion = fusion
         self.rrf_k = rrf_k
@@ -60,9 +69,8 @@ class Retriever:
         self.short_penalty = short_penalty
         chunks = index.chunks
         self._n = len(chunks)
+        self._row_of = {c.id: row for row, c in enumerate(chunks)}
         self._councils = np.array([(c.council or "").lower() for c in chunks])
-        self._bodies = np.array([(c.body or "").lower() for c in chunks])
-        self._types = np.array([c.document_type for c in chunks])
         self._kinds = np.array([c.kind for c in chunks])
         self._dates = np.array([c.meeting_date.toordinal() if c.meeting_date else -1 for c in chunks])
         self._months = np.array([(c.meeting_date.year * 12 + c.meeting_date.month) if c.meeting_date else -1 for c in chunks])
@@ -79,6 +87,9 @@ class Retriever:
     def from_settings(cls, index: LoadedIndex, encoder: Encoder, settings, **overrides) -> "Retriever":
         """A retriever configured as the service configures it (evals and benchmarks use this too)."""
         s = settings
+        if "backend" not in overrides:
+            overrides["backend"] = open_backend(getattr(s, "backend", "local"), index,
+                                                uri=getattr(s, "milvus_uri", None), token=getattr(s, "milvus_token", None))
         return cls(index, encoder, **{
             "candidates": s.candidates, "fusion": s.fusion, "rrf_k": s.rrf_k, "dense_weight": s.dense_weight,
             "date_boost": s.date_boost, "sentence_weight": s.sentence_weight, "kind_boost": s.kind_boost,
@@ -101,20 +112,17 @@ class Retriever:
             raise UnknownRetriever(f"unknown retriever {mode!r}: use one of {', '.join(RETRIEVERS)}")
         if self._n == 0:
             return []
-        mask = self.mask(filters or Filters())
-        allowed = np.flatnonzero(mask)
-        if allowed.size == 0:
-            return []
-        depth = min(self.candidates, allowed.size)
+        where = where_of(filters or Filters())
+        depth = self.candidates
         fused: dict[int, float] = {}
         hybrid = mode == "hybrid"
         passage_share = 1.0 - self.sentence_weight if hybrid else 1.0
         if hybrid or mode == "dense":
             query_vector = self.encode_query(query) if query_vector is None else query_vector
         if mode in ("bm25", "hybrid"):
-            self._add(fused, self._bm25(query, mask, depth), hybrid, (1.0 - self.dense_weight) * passage_share)
+            self._add(fused, self._rows(self.backend.lexical(query, where, depth)), hybrid, (1.0 - self.dense_weight) * passage_share)
         if mode in ("dense", "hybrid"):
-            self._add(fused, self._dense(query_vector, allowed, depth), hybrid, self.dense_weight * passage_share)
+            self._add(fused, self._rows(self.backend.dense(query_vector, where, depth)), hybrid, self.dense_weight * passage_share)
         if hybrid and self.sentence_weight and fused:
             self._add(fused, self._best_sentences(list(fused), query_vector), True, self.sentence_weight)
         if hybrid and fused:
@@ -134,30 +142,12 @@ class Retriever:
                 break
         return hits
 
-    def mask(self, f: Filters) -> np.ndarray:
-        m = np.ones(self._n, dtype=bool)
-        if f.council:
-            m &= np.char.find(self._councils, f.council.lower()) >= 0
-        if f.body:
-            m &= np.char.find(self._bodies, f.body.lower()) >= 0
-        if f.document_type:
-            m &= self._types == f.document_type
-        if f.date_from:
-            m &= self._dates >= f.date_from.toordinal()
-        if f.date_to:
-            m &= (self._dates >= 0) & (self._dates <= f.date_to.toordinal())
-        if f.decisions_only:
-            m &= self._kinds == "resolution"
-        return m
-
     # ------------------------------------------------------------ internals
 
-    def _bm25(self, query: str, mask: np.ndarray, depth: int) -> list[tuple[int, float]]:
-        scores = self.index.bm25.scores(query)
-        scores = np.where(mask, scores, -1.0)
-        top = np.argpartition(-scores, depth - 1)[:depth]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(r), float(scores[r])) for r in top if scores[r] > 0]
+    def _rows(self, ranked: list[tuple[str, float]]) -> list[tuple[int, float]]:
+        # A chunk id this chunk store does not know (a backend published from a newer build than the
+        # one loaded here) cannot be shown: it is passed over.
+        return [(self._row_of[i], score) for i, score in ranked if i in self._row_of]
 
     def sentences_of(self, row: int) -> range:
         """Indices into index.sentences of chunk row's sentences, in text order."""
@@ -165,16 +155,6 @@ class Retriever:
 
     def encode_query(self, query: str) -> np.ndarray:
         return self.encoder.encode([query])[0]
-
-    def _dense(self, query_vector: np.ndarray, allowed: np.ndarray, depth: int) -> list[tuple[int, float]]:
-        import faiss
-
-        q = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
-        params = None
-        if allowed.size < self._n:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
-        scores, ids = self.index.faiss_index.search(q, depth, params=params)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def _best_sentences(self, rows: list[int], query_vector: np.ndarray) -> list[tuple[int, float]]:
         """Each candidate passage scored by its best sentence, best first."""
