@@ -19,12 +19,12 @@ from indexer.config import IndexerSettings
 from indexer.embed import HashingEncoder
 from service.app import create_app
 from service.config import ServiceSettings
+from browser_fixtures import CHROMIUM, NO_CHROMIUM, browser  # noqa: F401
 from service_fixtures import LiveServer
-from test_browser import ARGS, CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it: apt-get install chromium)"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM),
 ]
 
 SCRIPT = "<script>window.pwned = 'script'</script>"
@@ -81,15 +81,6 @@ def test_the_index_really_holds_the_markup(hostile_url):
         assert markup in text, (markup, text)
     decisions = httpx.get(f"{hostile_url}/decisions", params={"q": "zygomorphic"}).json()["decisions"]
     assert decisions and IMG in decisions[0]["text"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    pw_api = pytest.importorskip("playwright.sync_api")
-    with pw_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
