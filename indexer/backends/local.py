@@ -28,8 +28,14 @@ class LocalBackend:
         self._types = np.array([c.document_type for c in chunks])
         self._kinds = np.array([c.kind for c in chunks])
         self._dates = np.array([c.meeting_date.toordinal() if c.meeting_date else -1 for c in chunks])
+        self._last: tuple[Where, np.ndarray] | None = None
 
     def mask(self, f: Where) -> np.ndarray:
+        # A hybrid search asks for the same filters' mask twice (BM25, then dense); at a million
+        # chunks a council's substring match over every row is worth not doing again.
+        last = self._last
+        if last is not None and last[0] == f:
+            return last[1]
         m = np.ones(self._n, dtype=bool)
         if f.council:
             m &= np.char.find(self._councils, f.council.lower()) >= 0
@@ -43,6 +49,8 @@ class LocalBackend:
             m &= (self._dates >= 0) & (self._dates <= f.date_to.toordinal())
         if f.decisions_only:
             m &= self._kinds == "resolution"
+        m.flags.writeable = False  # shared by the requests that ask for the same filters
+        self._last = (f, m)
         return m
 
     def lexical(self, query: str, where: Where, depth: int) -> Scored:
