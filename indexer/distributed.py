@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -70,11 +71,12 @@ def parse_all(sources: Sequence[SourceFile], strategy: str) -> dict[str, ParsedD
 class _EmbedActor:
     """One per worker: the model is loaded once and encodes batch after batch."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, variant: str, cache_dir: str) -> None:
         import torch
 
         torch.set_num_threads(1)  # the pool's actors share the CPUs instead of each taking all
-        self.encoder = load_encoder(model)
+        # The driver's variant, from the export it cached: every vector of a build from one variant.
+        self.encoder = load_encoder(model, variant, Path(cache_dir), threads=1)
 
     def __call__(self, batch: dict) -> dict:
         vectors = self.encoder.encode(list(batch["text"]), batch_size=len(batch["text"]))
@@ -88,6 +90,7 @@ class RayEncoder:
     local: Encoder
     actors: int
     rows_per_batch: int
+    cache_dir: Path  # the index's ONNX exports, which the actors load instead of exporting again
 
     @property
     def name(self) -> str:
@@ -98,20 +101,25 @@ class RayEncoder:
         return self.local.dim
 
     @property
+    def variant(self) -> str:
+        return self.local.variant
+
+    @property
     def max_tokens(self) -> int:
         return self.local.max_tokens
 
     def count_tokens(self, text: str) -> int:
         return self.local.count_tokens(text)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
+               desc: str = "embed") -> np.ndarray:
         import ray.data
 
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         _init_ray()
         ds = ray.data.from_items([{"i": i, "text": t} for i, t in enumerate(texts)])
-        ds = ds.map_batches(_EmbedActor, fn_constructor_args=(self.local.name,), batch_size=self.rows_per_batch,
+        ds = ds.map_batches(_EmbedActor, fn_constructor_args=(self.local.name, self.local.variant, str(self.cache_dir)), batch_size=self.rows_per_batch,
                             concurrency=self.actors, batch_format="numpy")
         out = np.zeros((len(texts), self.dim), np.float32)
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
@@ -133,5 +141,6 @@ def build(settings: IndexerSettings, actors: int | None = None):
     held = (store.read_manifest(settings.index_dir) or {}).get("documents", {})
     changed = [s for s in sources if held.get(s.doc_id, {}).get("sha256") != s.sha256]
     parsed = parse_all(changed, settings.pdf_strategy)
-    encoder = RayEncoder(load_encoder(settings.model), actors or max(1, cpus), 4 * settings.batch_size)
+    encoder = RayEncoder(pipeline._load_encoder(settings), actors or max(1, cpus), 4 * settings.batch_size,
+                         store.encoder_cache_dir(settings.index_dir))
     return pipeline.build(settings, encoder=encoder, preparsed=parsed)

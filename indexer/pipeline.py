@@ -190,7 +190,7 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
         # Indexed before without a council, which a paper new to this build now gives, or with
         # one taken from papers that are gone or changed.
         reused.discard(src.doc_id)
-        parsed = parse_or_skip(src)
+        parsed = _parse_or_skip(src, settings, report, skipped_sha)
         if parsed is not None:
             fresh[src.doc_id] = parsed
     resolved = _resolve_all(sources, fresh, [previous.documents[d] for d in reused])
