@@ -173,7 +173,7 @@ def retriever_searches(index_dir: Path, names: Sequence[str], model: str | None 
     `/search?rerank=true` does.
     """
     if "reranked" in names:
-        from service.app import build_services
+        from service.reload import build_services
         from service.config import ServiceSettings
         from service.routes.search import RERANK_DEPTH
 

@@ -19,7 +19,7 @@ def _rows(split: str, exclude: tuple[str, ...]) -> list[dict]:
 
 def _services(index_dir: Path, model: str | None = None):
     from indexer.store import load_index
-    from service.app import build_services
+    from service.reload import build_services
     from service.config import ServiceSettings
 
     index = load_index(index_dir)
