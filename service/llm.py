@@ -331,7 +331,8 @@ class ClientGone(Exception):
     """The member closed the stream; the written answer is abandoned."""
 
 
-def stream_events(answerer, req: AskRequest) -> Iterator[str]:
+def stream_events(answerer, req: AskRequest,
+                  on_done: Callable[[AskResponse], None] | None = None) -> Iterator[str]:
     """Server-sent events for /ask/stream with an LLM configured.
 
     `delta` events carry the written answer as the model produces it; if that answer is then
@@ -366,6 +367,8 @@ def stream_events(answerer, req: AskRequest) -> Iterator[str]:
             if kind == "error":
                 raise value
             result: AskResponse = value
+            if on_done is not None:  # the outcome is known only now (the metrics count it here)
+                on_done(result)
             if result.answerer != "llm":
                 if streamed:
                     yield _event("reset", "{}")

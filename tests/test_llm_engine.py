@@ -318,6 +318,25 @@ def test_stream_sends_the_models_deltas_and_done_holds_the_whole_answer(service)
     assert c["n"] == 1 and c["document_id"].startswith("screening-minutes") and "bowel screening" in c["quote"]
 
 
+def test_streamed_llm_answers_are_counted_in_the_metrics(service):
+    """The stream's outcome is known only at its end; it is counted then, like /ask's."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client = service()
+
+    def found() -> float:
+        for family in text_string_to_metric_families(client.get("/metrics").text):
+            for sample in family.samples:
+                if sample.name == "boardpapers_answers_total" and sample.labels.get("outcome") == "found":
+                    return sample.value
+        return 0.0
+
+    before = found()
+    r = client.post("/ask/stream", json={"question": BOWEL})
+    assert sse(r.text)[-1][1]["found"] is True
+    assert found() == before + 1
+
+
 def test_stream_resets_to_the_extractive_answer_when_the_reply_is_rejected(service, caplog):
     """The model answers from the passage but cites nothing: its words have gone out, then `reset`."""
     caplog.set_level(logging.WARNING, logger="service.llm")

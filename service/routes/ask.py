@@ -26,9 +26,11 @@ async def ask_stream(req: AskRequest, s: ServicesDep, request: Request) -> Strea
     if s.settings.llm_url:
         from service.llm import stream_events
 
-        # A generator: each event is sent as the model produces it (iterated on a worker thread).
-        # Its answers are not counted in boardpapers_answers_total: the outcome is known only at its end.
-        return StreamingResponse(stream_events(s.answerer, req), media_type="text/event-stream")
+        # A generator: each event is sent as the model produces it (iterated on a worker thread);
+        # the answer is counted when its outcome is known, just before `done`.
+        metrics = request.app.state.metrics
+        return StreamingResponse(stream_events(s.answerer, req, lambda r: metrics.count_answer(r.found, r.reason)),
+                                 media_type="text/event-stream")
     result = await run_in_threadpool(s.answerer.answer, req)
     request.app.state.metrics.count_answer(result.found, result.reason)
     return StreamingResponse(iter(list(s.answerer.events_for(result))), media_type="text/event-stream")
