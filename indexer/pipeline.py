@@ -289,7 +289,9 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
         # Up to the write (which takes a second or two): what /metrics shows as the build's duration.
         "build_seconds": round(time.perf_counter() - t0, 2),
     }
-    store.write_index(settings.index_dir, manifest, documents, chunks, vectors, decisions, settings.faiss_index,
+    dense = store.DenseSpec(settings.faiss_index, settings.hnsw_min_chunks, settings.hnsw_m,
+                            settings.hnsw_ef_construction, settings.hnsw_ef_search)
+    store.write_index(settings.index_dir, manifest, documents, chunks, vectors, decisions, dense,
                       spans, sentence_vectors)
     report.documents = len(documents)
     report.chunks = len(chunks)

@@ -6,8 +6,13 @@
                             library versions, build time, skipped files
         documents.jsonl     one DocumentRecord per line, with its extracted text
         chunks.jsonl        one Chunk per line; row i is FAISS id i and BM25 row i
-        vectors.npy         float32 [n_chunks, dim], L2-normalised (reused by incremental builds)
-        dense.faiss         FAISS index over vectors.npy (inner product = cosine)
+        chunks.offsets.npy  int64 [n_chunks + 1]: byte offset of each line of chunks.jsonl, so a
+                            chunk is read by row without holding a million of them in memory
+        vectors.npy         float32 [n_chunks, dim], L2-normalised (reused by incremental builds),
+                            opened memory-mapped
+        dense.faiss         FAISS index over vectors.npy (inner product = cosine): exact (flat)
+                            below hnsw_min_chunks, HNSW from there (manifest "dense_index"),
+                            opened memory-mapped
         sentences.jsonl     one SentenceSpan per line, in chunk order (a chunk's sentences are
                             one contiguous run); absent for collections indexed without them
         sentence_vectors.npy  float32 [n_sentences, dim], L2-normalised, row i = sentence i
@@ -30,24 +35,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import mmap
 import errno
 import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from indexer.lexical import LexicalIndex
 from indexer.records import Chunk, Decision, DocumentRecord, PartSpan, SentenceSpan
 
-FORMAT_VERSION = 3  # 2: sentence spans and their vectors; 3: sizes and sha256 of every file
+# 2: sentence spans and their vectors; 3: sizes and sha256 of every file; 4: chunk line offsets
+# and the dense index's kind and settings in the manifest
+FORMAT_VERSION = 4
 CURRENT = "current"
 BUILDS = "builds"
 LOCK = ".build.lock"
@@ -67,8 +77,8 @@ class LoadedIndex:
     path: Path
     manifest: dict[str, Any]
     documents: dict[str, DocumentRecord]
-    texts: dict[str, str]
-    chunks: list[Chunk]
+    texts: Mapping[str, str]  # document id -> extracted text, read from documents.jsonl on demand
+    chunks: Sequence[Chunk]  # a ChunkTable: rows read from chunks.jsonl on demand
     vectors: np.ndarray
     faiss_index: Any
     bm25: LexicalIndex
@@ -76,6 +86,177 @@ class LoadedIndex:
     decisions_bm25: LexicalIndex | None
     sentences: list[SentenceSpan] = dataclasses.field(default_factory=list)
     sentence_vectors: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    """Which FAISS index a build gets: exact inner product below a size, HNSW from it.
+
+    Exact search over a million 384-d vectors reads 1.5 GB per query; HNSW reads a few thousand
+    vectors and loses a little recall (benchmarks/bench_million.py measures how much).
+    """
+
+    kind: str = "auto"  # "auto" (by size) | "flat" | "hnsw"
+    hnsw_min_chunks: int = 200_000
+    m: int = 32  # graph neighbours per node (64 on the bottom layer)
+    ef_construction: int = 64
+    ef_search: int = 128  # the service searches at least `depth` (its candidates) deep anyway
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("auto", "flat", "hnsw"):
+            raise ValueError(f"unknown FAISS index kind {self.kind!r}: use 'auto', 'flat' or 'hnsw'")
+
+    def resolve(self, n: int) -> str:
+        if self.kind != "auto":
+            return self.kind
+        return "hnsw" if n >= self.hnsw_min_chunks else "flat"
+
+    def manifest_entry(self, n: int) -> dict:
+        kind = self.resolve(n)
+        entry: dict[str, Any] = {"kind": kind, "requested": self.kind, "hnsw_min_chunks": self.hnsw_min_chunks}
+        if kind == "hnsw":
+            entry.update(m=self.m, ef_construction=self.ef_construction, ef_search=self.ef_search)
+        return entry
+
+
+@dataclass(frozen=True)
+class ChunkColumns:
+    """What search needs of every chunk, as arrays: one pass over chunks.jsonl at load, then no
+    Chunk objects held. Strings that repeat (council, body, type, kind) are codes into a label list."""
+
+    ids: list[str]
+    council: np.ndarray  # int32 code into councils
+    councils: list[str]  # as written ("" for none)
+    body: np.ndarray
+    bodies: list[str]
+    document_type: np.ndarray
+    document_types: list[str]
+    kind: np.ndarray
+    kinds: list[str]
+    date: np.ndarray  # int64 ordinal of the meeting date, -1 when undated
+    words: np.ndarray  # int32 words in the passage text
+    text_key: np.ndarray  # uint64 hash of the passage's words, lower-cased: equal texts, equal keys
+
+    @classmethod
+    def of(cls, chunks: Iterator[Chunk] | Sequence[Chunk]) -> "ChunkColumns":
+        ids: list[str] = []
+        codes: dict[str, tuple[dict[str, int], list[int]]] = {k: ({}, []) for k in ("council", "body", "document_type", "kind")}
+        dates: list[int] = []
+        words: list[int] = []
+        keys: list[int] = []
+        for c in chunks:
+            ids.append(c.id)
+            for field in codes:
+                labels, out = codes[field]
+                value = getattr(c, field) or ""
+                out.append(labels.setdefault(value, len(labels)))
+            dates.append(c.meeting_date.toordinal() if c.meeting_date else -1)
+            words.append(len(c.text.split()))
+            keys.append(text_key(c.text))
+        cols = {}
+        for field, (labels, out) in codes.items():
+            cols[field] = np.array(out, dtype=np.int32)
+            cols[field + "s" if field != "body" else "bodies"] = list(labels)
+        return cls(ids=ids, date=np.array(dates, dtype=np.int64), words=np.array(words, dtype=np.int32),
+                   text_key=np.array(keys, dtype=np.uint64), **cols)
+
+    def matching(self, field: str, test) -> np.ndarray:
+        """Boolean mask of the rows whose `field` label passes test(label)."""
+        labels = getattr(self, "bodies" if field == "body" else field + "s")
+        ok = np.array([bool(test(label)) for label in labels] or [False], dtype=bool)
+        return ok[getattr(self, field)]
+
+
+def text_key(text: str) -> int:
+    """The de-duplication key of a passage: its words, lower-cased, without punctuation."""
+    norm = re.sub(r"\W+", " ", text.lower()).strip()
+    return int.from_bytes(hashlib.blake2b(norm.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class ChunkTable(Sequence):
+    """chunks.jsonl read by row through its offsets, memory-mapped: a million chunks cost their
+    offsets (8 bytes each) and the pages the OS keeps, not a million Python objects."""
+
+    def __init__(self, path: Path, offsets: np.ndarray, cache_rows: int = 4096) -> None:
+        self.path = path
+        self._offsets = offsets
+        self._n = len(offsets) - 1
+        self._mm = None
+        if self._n > 0:
+            with path.open("rb") as f:
+                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        # A question's candidates are read several times over (fusion, answer, citations).
+        self._row = functools.lru_cache(maxsize=cache_rows)(self._read_row)
+        self._columns: ChunkColumns | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _read_row(self, row: int) -> Chunk:
+        a, b = int(self._offsets[row]), int(self._offsets[row + 1])
+        return chunk_from_json(json.loads(self._mm[a:b]))
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(self._n))]
+        row = int(row)
+        if row < 0:
+            row += self._n
+        if not 0 <= row < self._n:
+            raise IndexError(f"chunk row {row} out of range (0..{self._n - 1})")
+        return self._row(row)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        # In file order, without the cache: a pass over every chunk should not evict the hot rows.
+        if self._mm is None:
+            return
+        pos = 0
+        for _ in range(self._n):
+            end = self._mm.find(b"\n", pos)
+            end = len(self._mm) if end < 0 else end + 1
+            yield chunk_from_json(json.loads(self._mm[pos:end]))
+            pos = end
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (list, tuple, ChunkTable)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+    def columns(self) -> ChunkColumns:
+        """The search columns of every row, computed on first use (one pass over the file)."""
+        if self._columns is None:
+            self._columns = ChunkColumns.of(iter(self))
+        return self._columns
+
+
+class DocumentTexts(Mapping):
+    """Document id -> extracted text, read from documents.jsonl by offset when asked for."""
+
+    def __init__(self, path: Path, spans: dict[str, tuple[int, int]]) -> None:
+        self.path = path
+        self._spans = spans
+        self._mm = None
+        if spans:
+            with path.open("rb") as f:
+                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._get = functools.lru_cache(maxsize=64)(self._read)
+
+    def _read(self, doc_id: str) -> str:
+        a, b = self._spans[doc_id]
+        return json.loads(self._mm[a:b])["text"]
+
+    def __getitem__(self, doc_id: str) -> str:
+        if doc_id not in self._spans:
+            raise KeyError(doc_id)
+        return self._get(doc_id)
+
+    def __iter__(self):
+        return iter(self._spans)
+
+    def __len__(self) -> int:
+        return len(self._spans)
 
 
 def _encode(value: Any) -> Any:
@@ -113,10 +294,15 @@ def document_from_json(d: dict) -> DocumentRecord:
     return DocumentRecord(**{**d, "meeting_date": _date(d["meeting_date"]), "notes": tuple(d["notes"]), "parts": parts})
 
 
-def _write_jsonl(path: Path, rows) -> None:
-    with path.open("w", encoding="utf-8") as f:
+def _write_jsonl(path: Path, rows) -> np.ndarray:
+    """Write one JSON object per line; returns the byte offset of each line and of the end."""
+    offsets = [0]
+    with path.open("wb") as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+            f.write(line)
+            offsets.append(offsets[-1] + len(line))
+    return np.array(offsets, dtype=np.int64)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -153,12 +339,19 @@ def write_index(
     chunks: list[Chunk],
     vectors: np.ndarray,
     decisions: list[Decision],
-    faiss_kind: str = "flat",
+    dense: DenseSpec | str = "flat",
     sentences: list[SentenceSpan] | None = None,
     sentence_vectors: np.ndarray | None = None,
+    progress: bool = False,
 ) -> Path:
-    """Write a complete build beside the current one, then switch `current` to it atomically."""
+    """Write a complete build beside the current one, then switch `current` to it atomically.
+
+    chunks may be any iterable of Chunk (a generator, for a million of them); `dense` is the
+    DenseSpec (or a kind name) choosing the FAISS index by size.
+    """
     import faiss
+
+    spec = dense if isinstance(dense, DenseSpec) else DenseSpec(kind=dense)
 
     builds = index_dir / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
@@ -167,23 +360,36 @@ def write_index(
     tmp.mkdir()
     try:
         _write_jsonl(tmp / "documents.jsonl", ({**_encode(rec), "text": text} for rec, text in documents))
-        _write_jsonl(tmp / "chunks.jsonl", (_encode(c) for c in chunks))
+        lexical: list[str] = []
+
+        def encoded():
+            for c in chunks:
+                lexical.append(lexical_text(c))
+                yield _encode(c)
+
+        np.save(tmp / "chunks.offsets.npy", _write_jsonl(tmp / "chunks.jsonl", encoded()), allow_pickle=False)
         _write_jsonl(tmp / "decisions.jsonl", (_encode(d) for d in decisions))
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(vectors) != len(lexical):
+            raise ValueError(f"{len(vectors)} vectors for {len(lexical)} chunks")
         np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
         # Written by Python, not faiss.write_index: a full disk is then an OSError (ENOSPC) like
         # every other file's, not a RuntimeError from inside FAISS.
-        (tmp / "dense.faiss").write_bytes(faiss.serialize_index(build_faiss(vectors, faiss_kind)).tobytes())
+        dense_index = build_faiss(vectors, spec, progress=progress)
+        (tmp / "dense.faiss").write_bytes(faiss.serialize_index(dense_index).tobytes())
+        del dense_index
         if sentences is not None:
             _write_jsonl(tmp / "sentences.jsonl", (_encode(x) for x in sentences))
             dim = vectors.shape[1] if vectors.ndim == 2 else 1
             svec = np.zeros((0, dim), np.float32) if not sentences else sentence_vectors
             np.save(tmp / "sentence_vectors.npy", np.ascontiguousarray(svec, dtype=np.float32), allow_pickle=False)
-        if chunks:
-            LexicalIndex.build([lexical_text(c) for c in chunks]).save(tmp / "bm25")
+        if lexical:
+            LexicalIndex.build(lexical, progress=progress).save(tmp / "bm25")
+        del lexical
         if decisions:
             LexicalIndex.build([decision_lexical_text(d) for d in decisions]).save(tmp / "decisions_bm25")
-        manifest = {**manifest, "format_version": FORMAT_VERSION, "files": file_sums(tmp)}
+        manifest = {**manifest, "format_version": FORMAT_VERSION, "dense_index": spec.manifest_entry(len(vectors)),
+                    "files": file_sums(tmp)}
         # The manifest goes last: a folder without one is never taken for a build.
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         final = builds / stamp
@@ -204,19 +410,40 @@ def _remove_old_builds(builds: Path, keep: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def build_faiss(vectors: np.ndarray, kind: str = "flat"):
+def build_faiss(vectors: np.ndarray, spec: DenseSpec | str = "flat", progress: bool = False):
     import faiss
 
+    spec = spec if isinstance(spec, DenseSpec) else DenseSpec(kind=spec)
     dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1
+    kind = spec.resolve(len(vectors))
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
     else:
-        raise ValueError(f"unknown FAISS index kind {kind!r}: use 'flat' or 'hnsw'")
-    if len(vectors):
+        index = faiss.IndexHNSWFlat(dim, spec.m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = spec.ef_construction
+        index.hnsw.efSearch = spec.ef_search
+    if not len(vectors):
+        return index
+    if kind == "flat" or not progress:
         index.add(vectors)
+        return index
+    from tqdm import tqdm
+
+    # In slices, for a progress bar: HNSW inserts are the slow part of a million-chunk build.
+    step = 20_000
+    with tqdm(total=len(vectors), desc="HNSW", unit="vec") as bar:
+        for a in range(0, len(vectors), step):
+            index.add(vectors[a:a + step])
+            bar.update(min(step, len(vectors) - a))
     return index
+
+
+def set_ef_search(dense, ef: int) -> None:
+    """How deep an HNSW index searches (a no-op for flat); the service reads it from the manifest."""
+    import faiss
+
+    if isinstance(dense, faiss.IndexHNSW):
+        dense.hnsw.efSearch = int(ef)
 
 
 def lexical_text(chunk: Chunk) -> str:
@@ -275,26 +502,47 @@ def load_index(index_dir: Path, expect_model: str | None = None, expect_dim: int
 def _load_build(index_dir: Path, build: Path, manifest: dict) -> LoadedIndex:
     import faiss
 
-    doc_rows = _read_jsonl(build / "documents.jsonl")
-    documents = {d["id"]: document_from_json(d) for d in doc_rows}
-    texts = {d["id"]: d["text"] for d in doc_rows}
-    chunks = [chunk_from_json(c) for c in _read_jsonl(build / "chunks.jsonl")]
+    documents: dict[str, DocumentRecord] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    with _reading(build / "documents.jsonl"), (build / "documents.jsonl").open("rb") as f:
+        pos = 0
+        for line in f:
+            if line.strip():
+                d = json.loads(line)
+                documents[d["id"]] = document_from_json(d)
+                spans[d["id"]] = (pos, pos + len(line))
+            pos += len(line)
+    texts = DocumentTexts(build / "documents.jsonl", spans)
+    with _reading(build / "chunks.offsets.npy"):
+        offsets = np.load(build / "chunks.offsets.npy", mmap_mode="r", allow_pickle=False)
+        if offsets.ndim != 1 or not len(offsets) or int(offsets[-1]) != (build / "chunks.jsonl").stat().st_size:
+            raise ValueError("offsets do not match chunks.jsonl")
+    with _reading(build / "chunks.jsonl"):
+        chunks = ChunkTable(build / "chunks.jsonl", offsets)
     decisions = [decision_from_json(d) for d in _read_jsonl(build / "decisions.jsonl")]
     with _reading(build / "vectors.npy"):
-        vectors = np.load(build / "vectors.npy", allow_pickle=False)
+        # Memory-mapped: the service reads a few rows per question (sentence and decision scores).
+        vectors = np.load(build / "vectors.npy", mmap_mode="r", allow_pickle=False)
     with _reading(build / "dense.faiss"):
-        dense = faiss.read_index(str(build / "dense.faiss"))
+        # IO_FLAG_MMAP_IFC maps the stored vectors of a flat index and of HNSW's storage (and
+        # HNSW's graph) instead of reading them: the pages a search touches come from the page
+        # cache, and a restart does not read 1.5 GB before it can answer. (IO_FLAG_MMAP proper
+        # applies only to IVF lists.)
+        dense = faiss.read_index(str(build / "dense.faiss"), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    entry = manifest.get("dense_index") or {}
+    if entry.get("kind") == "hnsw":
+        set_ef_search(dense, entry.get("ef_search", DenseSpec.ef_search))
     if dense.ntotal != len(chunks) or len(vectors) != len(chunks):
         raise IndexError_(f"index at {index_dir} is inconsistent ({dense.ntotal} vectors, {len(chunks)} chunks): rebuild it")
-    if chunks and not (build / "bm25").exists():
+    if len(chunks) and not (build / "bm25").exists():
         raise IndexError_(f"index at {index_dir} has {len(chunks)} chunks but no BM25 index: rebuild it")
-    bm25 = LexicalIndex.load(build / "bm25") if chunks else LexicalIndex()
+    bm25 = LexicalIndex.load(build / "bm25") if len(chunks) else LexicalIndex()
     dbm25 = LexicalIndex.load(build / "decisions_bm25") if (build / "decisions_bm25").exists() else None
     sentences: list[SentenceSpan] = []
     sentence_vectors = None
     if (build / "sentences.jsonl").exists():
         sentences = [SentenceSpan(**x) for x in _read_jsonl(build / "sentences.jsonl")]
-        sentence_vectors = np.load(build / "sentence_vectors.npy", allow_pickle=False)
+        sentence_vectors = np.load(build / "sentence_vectors.npy", mmap_mode="r", allow_pickle=False)
         # Spans are in chunk order, so the last one names the highest chunk row.
         if len(sentence_vectors) != len(sentences) or (sentences and sentences[-1].chunk_row >= len(chunks)):
             raise IndexError_(f"index at {index_dir} has inconsistent sentence vectors: rebuild it")

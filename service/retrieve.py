@@ -16,13 +16,13 @@ Every weight here was chosen on evals/questions.jsonl; the README has the number
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 
 from indexer.backends import SearchBackend, Where, open_backend
-from indexer.backends.local import LocalBackend
+from indexer.backends.local import LocalBackend, columns_of
 from indexer.embed import Encoder
 from indexer.records import Chunk
 from indexer.store import LoadedIndex
@@ -67,18 +67,22 @@ class Retriever:
         self.sentence_weight = sentence_weight if index.sentence_vectors is not None and len(index.sentences) else 0.0
         self.kind_boost = kind_boost
         self.short_penalty = short_penalty
-        chunks = index.chunks
-        self._n = len(chunks)
-        self._row_of = {c.id: row for row, c in enumerate(chunks)}
-        self._councils = np.array([(c.council or "").lower() for c in chunks])
-        self._kinds = np.array([c.kind for c in chunks])
-        self._dates = np.array([c.meeting_date.toordinal() if c.meeting_date else -1 for c in chunks])
-        self._months = np.array([(c.meeting_date.year * 12 + c.meeting_date.month) if c.meeting_date else -1 for c in chunks])
-        self._years = np.array([c.meeting_date.year if c.meeting_date else -1 for c in chunks])
-        self._dedup_key = [re.sub(r"\W+", " ", c.text.lower()).strip() for c in chunks]
+        # Per-chunk columns, not Chunk objects: at a million chunks the index's chunk table reads
+        # a chunk from disk when a hit needs it (indexer/store.py, ChunkTable).
+        cols = columns_of(index.chunks)
+        self._n = len(cols.ids)
+        self._row_of = {cid: row for row, cid in enumerate(cols.ids)}
+        self._cols = cols
+        self._dates = cols.date
+        undated = cols.date < 0
+        days = [date.fromordinal(int(o)) for o in np.unique(cols.date[~undated])]
+        by_day = {d.toordinal(): (d.year * 12 + d.month, d.year) for d in days}
+        self._months = np.array([by_day[o][0] if o >= 0 else -1 for o in cols.date.tolist()], dtype=np.int64)
+        self._years = np.array([by_day[o][1] if o >= 0 else -1 for o in cols.date.tolist()], dtype=np.int64)
+        self._dedup_key = cols.text_key
         # Questions are read against the councils this index holds ("Barnet" names a council, not a topic).
-        self.reader = QuestionReader(c.council for c in chunks if c.council)
-        self._short = np.array([len(c.text.split()) < SHORT_WORDS for c in chunks], dtype=bool)
+        self.reader = QuestionReader(c for c in cols.councils if c)
+        self._short = cols.words < SHORT_WORDS
         # Sentences are stored in chunk order, so chunk r's sentences are rows [first[r], first[r+1]).
         owner = np.array([x.chunk_row for x in index.sentences], dtype=np.int64)
         self._first_sentence = np.searchsorted(owner, np.arange(self._n + 1))
@@ -133,7 +137,7 @@ class Retriever:
         hits: list[Hit] = []
         seen: set[str] = set()
         for row, score in order:
-            key = self._dedup_key[row]
+            key = int(self._dedup_key[row])
             if key in seen:
                 continue  # the same passage reached twice (a report and its copy in a pack)
             seen.add(key)
@@ -178,9 +182,11 @@ class Retriever:
         if not (self.kind_boost or self.short_penalty):
             return
         want = {"decision": "resolution", "proposal": "recommendation"}.get(question.intent or "")
+        kinds = self._cols.kinds
+        want_code = kinds.index(want) if want in kinds else -1
         top = max(fused.values())
         for row in fused:
-            if want and self._kinds[row] == want:
+            if want and self._cols.kind[row] == want_code:
                 fused[row] += self.kind_boost * top
             if self._short[row]:
                 fused[row] -= self.short_penalty * top
@@ -215,7 +221,9 @@ class Retriever:
         elif hints.years:
             bonus += np.isin(self._years[rows], list(hints.years)) * 0.5
         if hints.councils:
-            bonus += np.isin(self._councils[rows], [c.lower() for c in hints.councils]) * 0.5
+            named = {c.lower() for c in hints.councils}
+            codes = [i for i, c in enumerate(self._cols.councils) if c.lower() in named]
+            bonus += np.isin(self._cols.council[rows], codes) * 0.5
         # Scaled to the best fused score so the boost means the same for RRF and raw scores.
         scale = self.date_boost * top * 0.5
         for row, b in zip(rows, bonus):

@@ -1,7 +1,8 @@
 """The local backend: the index folder's FAISS and bm25s files (indexer/store.py), the default.
 
 Filters are a boolean mask over chunk rows, applied inside FAISS (an ID selector) and to the
-BM25 scores, so a filter never costs recall. Writes are not by id: the indexer writes a whole
+BM25 scores, so a filter never costs recall (on an HNSW index, a narrow filter can: the graph
+walk passes over rows it may not return; see README, "A million chunks"). Writes are not by id: the indexer writes a whole
 new build folder and swaps it in (store.write_index), which is what keeps it atomic.
 """
 
@@ -13,6 +14,12 @@ import numpy as np
 
 from indexer.backends.base import Scored, Where
 from indexer.records import Chunk
+from indexer.store import ChunkColumns
+
+
+def columns_of(chunks) -> ChunkColumns:
+    """The chunk store's search columns (cached by a ChunkTable), or computed from a plain list."""
+    return chunks.columns() if hasattr(chunks, "columns") else ChunkColumns.of(chunks)
 
 
 class LocalBackend:
@@ -20,14 +27,10 @@ class LocalBackend:
 
     def __init__(self, index) -> None:
         self.index = index
-        chunks = index.chunks
-        self._ids = [c.id for c in chunks]
-        self._n = len(chunks)
-        self._councils = np.array([(c.council or "").lower() for c in chunks])
-        self._bodies = np.array([(c.body or "").lower() for c in chunks])
-        self._types = np.array([c.document_type for c in chunks])
-        self._kinds = np.array([c.kind for c in chunks])
-        self._dates = np.array([c.meeting_date.toordinal() if c.meeting_date else -1 for c in chunks])
+        self._cols = columns_of(index.chunks)
+        self._ids = self._cols.ids
+        self._n = len(self._ids)
+        self._hnsw = (index.manifest.get("dense_index") or {}).get("kind") == "hnsw"
         self._last: tuple[Where, np.ndarray] | None = None
 
     def mask(self, f: Where) -> np.ndarray:
@@ -36,19 +39,21 @@ class LocalBackend:
         last = self._last
         if last is not None and last[0] == f:
             return last[1]
+        cols = self._cols
         m = np.ones(self._n, dtype=bool)
+        # Councils, bodies, types and kinds are codes into a few labels: each test runs per label.
         if f.council:
-            m &= np.char.find(self._councils, f.council.lower()) >= 0
+            m &= cols.matching("council", lambda v, want=f.council.lower(): want in v.lower())
         if f.body:
-            m &= np.char.find(self._bodies, f.body.lower()) >= 0
+            m &= cols.matching("body", lambda v, want=f.body.lower(): want in v.lower())
         if f.document_type:
-            m &= self._types == f.document_type
+            m &= cols.matching("document_type", lambda v: v == f.document_type)
         if f.date_from:
-            m &= self._dates >= f.date_from.toordinal()
+            m &= cols.date >= f.date_from.toordinal()
         if f.date_to:
-            m &= (self._dates >= 0) & (self._dates <= f.date_to.toordinal())
+            m &= (cols.date >= 0) & (cols.date <= f.date_to.toordinal())
         if f.decisions_only:
-            m &= self._kinds == "resolution"
+            m &= cols.matching("kind", lambda v: v == "resolution")
         m.flags.writeable = False  # shared by the requests that ask for the same filters
         self._last = (f, m)
         return m
@@ -72,9 +77,14 @@ class LocalBackend:
         if depth == 0:
             return []
         q = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-        params = None
-        if allowed.size < self._n:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+        sel = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed.size < self._n else None
+        if self._hnsw:
+            # HNSW takes only its own parameter type, and searches no deeper than efSearch even
+            # when asked for more rows: at least `depth` deep, so the candidates are all real ones.
+            ef = max(depth, self.index.faiss_index.hnsw.efSearch)
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=ef) if sel is not None else faiss.SearchParametersHNSW(efSearch=ef)
+        else:
+            params = faiss.SearchParameters(sel=sel) if sel is not None else None
         scores, rows = self.index.faiss_index.search(q, depth, params=params)
         return [(self._ids[int(i)], float(s)) for i, s in zip(rows[0], scores[0]) if i >= 0]
 
