@@ -652,7 +652,8 @@ def test_changed_file_reembeds_only_its_new_sentences(built, tiny_corpus, fake_e
 def test_sentence_vectors_that_do_not_match_their_spans_are_refused(built):
     settings, _, loaded = built
     build = store.current_build(settings.index_dir)
-    np.save(build / "sentence_vectors.npy", loaded.sentence_vectors[:-1], allow_pickle=False)
+    # A copy first: the loaded vectors are a memory map of the very file rewritten here.
+    np.save(build / "sentence_vectors.npy", np.array(loaded.sentence_vectors[:-1]), allow_pickle=False)
     with pytest.raises(store.IndexError_, match=r"sentence_vectors\.npy has \d+ bytes, the manifest says"):
         store.load_index(settings.index_dir)
     # Past the checksums (the manifest rewritten to match), the spans are still checked against the vectors.
