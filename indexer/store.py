@@ -177,7 +177,7 @@ class ChunkTable(Sequence):
     """chunks.jsonl read by row through its offsets, memory-mapped: a million chunks cost their
     offsets (8 bytes each) and the pages the OS keeps, not a million Python objects."""
 
-    def __init__(self, path: Path, offsets: np.ndarray, cache_rows: int = 4096) -> None:
+    def __init__(self, path: Path, offsets: np.ndarray, cache_rows: int = 16_384) -> None:
         self.path = path
         self._offsets = offsets
         self._n = len(offsets) - 1
@@ -185,7 +185,10 @@ class ChunkTable(Sequence):
         if self._n > 0:
             with path.open("rb") as f:
                 self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        # A question's candidates are read several times over (fusion, answer, citations).
+        # A question's candidates are read several times over (fusion, answer, citations); and a
+        # table that fits the cache (a council's papers: a few thousand chunks) ends up held
+        # decoded, so passes over every chunk cost what a list's do.
+        self._cache_rows = cache_rows
         self._row = functools.lru_cache(maxsize=cache_rows)(self._read_row)
         self._columns: ChunkColumns | None = None
 
@@ -207,9 +210,11 @@ class ChunkTable(Sequence):
         return self._row(row)
 
     def __iter__(self) -> Iterator[Chunk]:
-        # In file order, without the cache: a pass over every chunk should not evict the hot rows.
-        if self._mm is None:
+        if self._n <= self._cache_rows:
+            for row in range(self._n):
+                yield self._row(row)
             return
+        # In file order, without the cache: a pass over a million chunks should not evict the hot rows.
         pos = 0
         for _ in range(self._n):
             end = self._mm.find(b"\n", pos)

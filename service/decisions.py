@@ -36,10 +36,16 @@ class DecisionSearch:
         self.retriever = retriever
         self.by_id = {d.id: d for d in index.decisions}
         # Chunk rows covering each decision span, for its dense score.
+        # One pass over the chunks (a million of them are read from disk, not held), by document.
+        wanted = {d.doc_id for d in index.decisions}
+        spans: dict[str, list[tuple[int, int, int]]] = {doc: [] for doc in wanted}
+        if wanted:
+            for i, c in enumerate(index.chunks):
+                if c.doc_id in wanted:
+                    spans[c.doc_id].append((i, c.char_start, c.char_end))
         self._rows: list[np.ndarray] = []
         for d in index.decisions:
-            rows = [i for i, c in enumerate(index.chunks)
-                    if c.doc_id == d.doc_id and c.char_start < d.char_end and c.char_end > d.char_start]
+            rows = [i for i, a, b in spans[d.doc_id] if a < d.char_end and b > d.char_start]
             self._rows.append(np.array(rows, dtype=np.int64))
         self._rows_by_id = {d.id: rows for d, rows in zip(index.decisions, self._rows)}
 
