@@ -214,13 +214,12 @@ class ChunkTable(Sequence):
             for row in range(self._n):
                 yield self._row(row)
             return
-        # In file order, without the cache: a pass over a million chunks should not evict the hot rows.
-        pos = 0
-        for _ in range(self._n):
-            end = self._mm.find(b"\n", pos)
-            end = len(self._mm) if end < 0 else end + 1
-            yield chunk_from_json(json.loads(self._mm[pos:end]))
-            pos = end
+        # In file order, without the cache (a pass over a million chunks should not evict the hot
+        # rows), and read, not through the map: the pages read stay in the page cache but do not
+        # count in the process's resident memory (700 MB at a million chunks).
+        with self.path.open("rb") as f:
+            for _, line in zip(range(self._n), f):
+                yield chunk_from_json(json.loads(line))
 
     def __eq__(self, other) -> bool:
         if isinstance(other, (list, tuple, ChunkTable)):

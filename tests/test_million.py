@@ -101,6 +101,10 @@ def test_chunk_rows_read_by_offset_are_the_chunks_written(hnsw_built):
     assert table[1:3] == [store.chunk_from_json(r) for r in rows[1:3]]
     with pytest.raises(IndexError):
         table[len(rows)]
+    # A table bigger than its cache streams the file instead: the same rows.
+    offsets = np.load(loaded.path / "chunks.offsets.npy")
+    streamed = store.ChunkTable(loaded.path / "chunks.jsonl", offsets, cache_rows=2)
+    assert list(streamed) == list(table) and streamed[4] == table[4]
     cols = table.columns()
     assert cols.ids == [r["id"] for r in rows]
     assert [cols.councils[i] for i in cols.council] == [r["council"] or "" for r in rows]
