@@ -97,7 +97,7 @@ class DenseSpec:
     """
 
     kind: str = "auto"  # "auto" (by size) | "flat" | "hnsw"
-    hnsw_min_chunks: int = 200_000
+    hnsw_min_chunks: int = 100_000
     m: int = 32  # graph neighbours per node (64 on the bottom layer)
     ef_construction: int = 64
     ef_search: int = 128  # the service searches at least `depth` (its candidates) deep anyway

@@ -54,11 +54,11 @@ def test_a_small_threshold_makes_a_tiny_corpus_hnsw_and_search_still_finds_the_p
 def test_below_the_threshold_the_index_is_exact(tiny_corpus, settings_for, fake_encoder):
     import faiss
 
-    settings = settings_for(tiny_corpus)  # default threshold, 200,000 chunks
+    settings = settings_for(tiny_corpus)  # default threshold, 100,000 chunks
     pipeline.build(settings, encoder=fake_encoder)
     loaded = store.load_index(settings.index_dir)
     assert type(loaded.faiss_index) is faiss.IndexFlatIP
-    assert loaded.manifest["dense_index"] == {"kind": "flat", "requested": "auto", "hnsw_min_chunks": 200_000}
+    assert loaded.manifest["dense_index"] == {"kind": "flat", "requested": "auto", "hnsw_min_chunks": 100_000}
     # HNSW's exact twin: the same vectors searched both ways give the same top passage.
     hnsw = store.build_faiss(np.asarray(loaded.vectors), store.DenseSpec("hnsw", m=8))
     q = fake_encoder.encode(["nitrogen dioxide levels monitoring sites annual limit"])
