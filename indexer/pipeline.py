@@ -292,7 +292,7 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
     dense = store.DenseSpec(settings.faiss_index, settings.hnsw_min_chunks, settings.hnsw_m,
                             settings.hnsw_ef_construction, settings.hnsw_ef_search)
     store.write_index(settings.index_dir, manifest, documents, chunks, vectors, decisions, dense,
-                      spans, sentence_vectors)
+                      spans, sentence_vectors, progress=settings.progress)
     report.documents = len(documents)
     report.chunks = len(chunks)
     report.decisions = len(decisions)

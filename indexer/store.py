@@ -388,7 +388,8 @@ def write_index(
             svec = np.zeros((0, dim), np.float32) if not sentences else sentence_vectors
             np.save(tmp / "sentence_vectors.npy", np.ascontiguousarray(svec, dtype=np.float32), allow_pickle=False)
         if lexical:
-            LexicalIndex.build(lexical, progress=progress).save(tmp / "bm25")
+            # A bar only where the wait is long (tokenising takes a minute per million chunks).
+            LexicalIndex.build(lexical, progress=progress and len(lexical) >= 50_000).save(tmp / "bm25")
         del lexical
         if decisions:
             LexicalIndex.build([decision_lexical_text(d) for d in decisions]).save(tmp / "decisions_bm25")
