@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     tj.add_argument("--index", type=Path, required=True)
     tj.add_argument("--out", type=Path, required=True)
     tj.add_argument("--exclude-docs", default="")
-    tj.add_argument("--no-cross", action="store_true", help="the light judge only (no cross-encoder second stage)")
+    tj.add_argument("--cross", action="store_true",
+                    help="also train the cross-encoder second stage (measured, not shipped: see README, \"The judge\")")
     tj.add_argument("--cross-epochs", type=int, default=2)
     tj.add_argument("--cross-k", type=int, default=8, help="candidates the cross-encoder reads per question")
     tj.add_argument("--cross-layers", type=int, default=2, help="layers of the tuned encoder it keeps")

@@ -163,7 +163,7 @@ def calibrate(dev: Examples, probs: np.ndarray) -> dict:
 
 
 def train_judge(answerer, train_rows: list[dict], dev_rows: list[dict], out: Path, encoder_name: str,
-                cross: bool = True, cross_options: dict | None = None, index_note: str = "", **kw) -> dict:
+                cross: bool = False, cross_options: dict | None = None, index_note: str = "", **kw) -> dict:
     """Both stages, trained and calibrated: the light judge, then (cross=True) the cross-encoder over its
     top K. Returns the record written to judge.json."""
     t0 = time.time()
@@ -176,7 +176,7 @@ def train_judge(answerer, train_rows: list[dict], dev_rows: list[dict], out: Pat
 
 
 def fit_and_save(train: Examples, dev: Examples, out: Path, encoder_name: str, n_train: int, n_dev: int, t0: float,
-                 cross: bool = True, cross_options: dict | None = None, **kw) -> dict:
+                 cross: bool = False, cross_options: dict | None = None, **kw) -> dict:
     weights, history = fit(train, dev, **kw)
     from service.judge import ALL_SCALARS, SCALARS, Judge, combine
 

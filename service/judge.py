@@ -201,7 +201,9 @@ class Judge:
     def __init__(self, folder: Path) -> None:
         folder = Path(folder)
         meta = json.loads((folder / "judge.json").read_text(encoding="utf-8"))
-        if meta.get("version") != JUDGE_VERSION or tuple(meta.get("scalars", ())) not in (SCALARS, ALL_SCALARS):
+        # Version 2 files are version 3's light judge alone (the same 33 features, no second stage).
+        version, scalars = meta.get("version"), tuple(meta.get("scalars", ()))
+        if not ((version == JUDGE_VERSION and scalars in (SCALARS, ALL_SCALARS)) or (version == 2 and scalars == SCALARS)):
             raise ValueError(f"judge at {folder} was trained with other features (version {meta.get('version')}); "
                              "retrain it with `python -m evals train-judge`")
         w = np.load(folder / "judge.npz", allow_pickle=False)

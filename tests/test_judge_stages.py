@@ -127,3 +127,10 @@ def test_the_exported_cross_encoder_scores_as_torch_does(tmp_path):
         want = model(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types)).numpy()
     assert np.allclose(got, want, atol=1e-4)
     assert load_cross(tmp_path / "missing") is None
+
+
+def test_the_shipped_judge_loads_as_the_light_judge_alone():
+    folder = Path(__file__).resolve().parent.parent / "models" / "judge"
+    judge = Judge(folder)
+    assert judge.cross is None and not judge.uses_tokens
+    assert 0.0 <= judge.answerable(0.5) <= 1.0
