@@ -11,6 +11,11 @@ resolution. One place computes the features, for training and for serving alike.
 Saved as judge.json (feature names, calibration, training record) and judge.npz (weights; numpy,
 no pickle). Inference is two matrix products in numpy: no model run per question beyond the
 query vector the retriever already has.
+
+Two additions are built and measured but off in the shipped judge (README, "The judge"): token-level
+match features (service/tokens.py; a judge trained with them lists them in its scalars) and a
+cross-encoder second stage over the light judge's best K (service/crossjudge.py; used when judge.json
+says so and cross.onnx is in the folder, else the light judge decides with its own calibration).
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+QUESTION_WORDS = frozenset({"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "did", "does",
+                            "do", "was", "were", "is", "are", "much", "many"})
 MAX_PIECES = 64  # a candidate's first 64 word pieces: sentences are mostly shorter, and the cost grows with it
 
 
@@ -78,7 +80,9 @@ class TokenEncoder:
 
         t = self.encode([text])[0]
         words = [self.tokenizer.id_to_token(int(i)) or "" for i in t.ids]
-        keep = np.asarray([w.removeprefix("##").isalnum() and w not in STOPWORDS_EN for w in words], dtype=bool)
+        # Question words are rare in the papers, so their idf is high, but no sentence is meant to hold them.
+        stop = set(STOPWORDS_EN) | QUESTION_WORDS
+        keep = np.asarray([w.removeprefix("##").isalnum() and w not in stop for w in words], dtype=bool)
         t = Tokens(t.ids[keep], t.vectors[keep])
         idf = self.idf(t.ids)
         return t, idf, idf >= rare_share * self.top_idf

@@ -134,3 +134,21 @@ def test_the_shipped_judge_loads_as_the_light_judge_alone():
     judge = Judge(folder)
     assert judge.cross is None and not judge.uses_tokens
     assert 0.0 <= judge.answerable(0.5) <= 1.0
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not (ENCODER / "config.json").exists(), reason="the tuned encoder is not in models/encoder")
+def test_token_vectors_of_the_real_encoder():
+    from service.judge import RARE_PIECE
+    from service.tokens import TokenEncoder
+
+    enc = TokenEncoder(ENCODER)
+    enc.fit_idf(["the screening budget grew", "the board met", "the board noted the report"])
+    q, idf, rare = enc.question("what was the screening budget?", RARE_PIECE)
+    words = [enc.tokenizer.id_to_token(int(i)) for i in q.ids]
+    assert "what" not in words and "?" not in words and "screening" in words
+    assert np.allclose(np.linalg.norm(q.vectors, axis=1), 1.0, atol=1e-5)
+    assert idf[words.index("screening")] > 0 and rare.all()  # each content word is in at most one passage
+    near, far = enc.encode(["The screening budget was £1.2m.", "The board met in March."])
+    match = token_features(q, [near, far], [0, 1], idf, rare)
+    assert match[0, 0] > match[1, 0]  # the sentence holding the words matches them better
