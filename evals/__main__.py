@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     tj.add_argument("--index", type=Path, required=True)
     tj.add_argument("--out", type=Path, required=True)
     tj.add_argument("--exclude-docs", default="")
+    tj.add_argument("--cross", action="store_true",
+                    help="also train the cross-encoder second stage (measured, not shipped: see README, \"The judge\")")
+    tj.add_argument("--cross-epochs", type=int, default=2)
+    tj.add_argument("--cross-k", type=int, default=8, help="candidates the cross-encoder reads per question")
+    tj.add_argument("--cross-layers", type=int, default=2, help="layers of the tuned encoder it keeps")
 
     s = sub.add_parser("summary", help="evals/RESULTS.md from the metrics.json files of the runs above")
     s.add_argument("--out", type=Path, default=HERE / "out", help="the folder holding run/, ask/, decisions/, ...")

@@ -12,6 +12,7 @@ the network was not fitted on. Deterministic: fixed seeds, full-batch order from
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from evals.train_encoder import sentence_holds
-from service.judge import JUDGE_VERSION, SCALARS
+from service.judge import JUDGE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +34,27 @@ class Examples:
     labels: np.ndarray
     question: np.ndarray  # which question (row index in the input) each candidate belongs to
     answerable: np.ndarray  # per question
+    texts: list[str] = dataclasses.field(default_factory=list)  # what the cross-encoder reads of each candidate
+    asked: list[str] = dataclasses.field(default_factory=list)  # each question's query text (per row)
 
 
-def collect(rows: list[dict], answerer) -> Examples:
+def collect(rows: list[dict], answerer, tokens: bool = False) -> Examples:
     """Features and labels of every candidate of every row (answerable rows have "evidence")."""
     from tqdm import tqdm
 
     from service.schemas import AskRequest, Turn
 
-    pairs, scalars, labels, owner, answerable = [], [], [], [], []
+    from service.crossjudge import pair_text
+
+    pairs, scalars, labels, owner, answerable, texts, asked = [], [], [], [], [], [], []
     for i, r in enumerate(tqdm(rows, desc="judge examples", unit="q")):
         req = AskRequest(question=r["question"], history=[Turn(question=h) for h in r.get("history") or []])
         g = answerer.gather(req)
         answerable.append("evidence" in r)
+        asked.append(g.question.query)
         if not g.candidates:
             continue
-        p, s = answerer.judge_features(g)
+        p, s = answerer.judge_features(g, tokens)
         ev = r.get("evidence") or []
         # A candidate answers when the quote /ask would show for it (the sentence widened to about 40
         # words with the ones after it) holds the evidence: a figure's sentence often names what it
@@ -57,10 +63,12 @@ def collect(rows: list[dict], answerer) -> Examples:
              for c in g.candidates]
         pairs.append(p)
         scalars.append(s)
+        texts += [pair_text(c) for c in g.candidates]
         labels += y
         owner += [i] * len(y)
     return Examples(np.concatenate(pairs).astype(np.float32), np.concatenate(scalars).astype(np.float32),
-                    np.asarray(labels, np.float32), np.asarray(owner), np.asarray(answerable, bool))
+                    np.asarray(labels, np.float32), np.asarray(owner), np.asarray(answerable, bool),
+                    texts, asked)
 
 
 def question_scores(ex: Examples, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,22 +162,90 @@ def calibrate(dev: Examples, probs: np.ndarray) -> dict:
             "n_questions": int(len(y)), "n_answered": int(y.sum())}
 
 
-def train_judge(answerer, train_rows: list[dict], dev_rows: list[dict], out: Path, encoder_name: str, **kw) -> dict:
+def train_judge(answerer, train_rows: list[dict], dev_rows: list[dict], out: Path, encoder_name: str,
+                cross: bool = False, cross_options: dict | None = None, index_note: str = "", **kw) -> dict:
+    """Both stages, trained and calibrated: the light judge, then (cross=True) the cross-encoder over its
+    top K. Returns the record written to judge.json."""
     t0 = time.time()
     train, dev = collect(train_rows, answerer), collect(dev_rows, answerer)
+    meta = fit_and_save(train, dev, out, encoder_name, len(train_rows), len(dev_rows), t0, cross, cross_options, **kw)
+    if index_note:  # which index the candidates came from (its papers decide the unanswerable questions' candidates)
+        meta["training"]["index"] = index_note
+        (out / "judge.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return meta
+
+
+def fit_and_save(train: Examples, dev: Examples, out: Path, encoder_name: str, n_train: int, n_dev: int, t0: float,
+                 cross: bool = False, cross_options: dict | None = None, **kw) -> dict:
     weights, history = fit(train, dev, **kw)
-    from service.judge import Judge
+    from service.judge import ALL_SCALARS, SCALARS, Judge, combine
 
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("cross.onnx", "cross.json", "cross_tokenizer.json"):  # a stale second stage never outlives a retrain
+        (out / name).unlink(missing_ok=True)
     np.savez(out / "judge.npz", **weights)
-    probe = {"version": JUDGE_VERSION, "scalars": list(SCALARS), "calibration": {"x": [0, 1], "y": [0, 1]}}
+    names = list(ALL_SCALARS if train.scalars.shape[1] == len(ALL_SCALARS) else SCALARS)
+    probe = {"version": JUDGE_VERSION, "scalars": names, "calibration": {"x": [0, 1], "y": [0, 1]}}
     (out / "judge.json").write_text(json.dumps(probe), encoding="utf-8")
-    dev_probs = Judge(out).probabilities(dev.pair, dev.scalars)
-    cal = calibrate(dev, dev_probs)
-    meta = {"version": JUDGE_VERSION, "scalars": list(SCALARS), "encoder": encoder_name, "calibration": cal,
-            "training": {"train_questions": len(train_rows), "dev_questions": len(dev_rows),
+    light = Judge(out)
+    dev_light = light.logits(dev.pair, dev.scalars)
+    cal_light = calibrate(dev, 1.0 / (1.0 + np.exp(-dev_light)))
+    meta = {"version": JUDGE_VERSION, "scalars": names, "encoder": encoder_name, "calibration": cal_light,
+            "calibration_light": cal_light,
+            "training": {"train_questions": n_train, "dev_questions": n_dev,
+                         "data": "evals/train/{train,dev}_{questions,unanswerable}.jsonl",
                          "train_pairs": int(len(train.labels)), "train_positives": int(train.labels.sum()),
-                         "dev_pairs": int(len(dev.labels)), "epochs": history,
-                         "seconds": round(time.time() - t0, 1), **{k: v for k, v in kw.items()}}}
+                         "dev_pairs": int(len(dev.labels)), "epochs": history, **{k: v for k, v in kw.items()}}}
+    if cross:
+        from evals.train_cross import export, fit_cross
+        from indexer.embed import resolve_model_path
+        from service.crossjudge import CrossJudge
+
+        opts = {"k": 8, "layers": 2, "max_tokens": 64, "epochs": 2} | (cross_options or {})
+        path = resolve_model_path(encoder_name)
+        model, _tok, cross_history = fit_cross(train, dev, light.logits(train.pair, train.scalars), dev_light, path,
+                                               **opts)
+        export(model, out, path, {"k": opts["k"], "max_tokens": opts["max_tokens"], "layers": opts["layers"],
+                                  "light_weight": opts.get("light_weight", 1.0)})
+        served = CrossJudge(out)  # dev scores from the exported (int8) graph, as /ask will run it
+        dev_cross = _cross_logits(served, dev, dev_light)
+        # How much of the light judge's logit to add to the cross-encoder's, chosen on dev (top-1, then AUC).
+        tried = {}
+        for w in (0.5, 1.0, 1.5):
+            probs = _final(dev, dev_light, dev_cross, served.k, w, combine)
+            best_p, good = question_scores(dev, probs)
+            y = good * dev.answerable[np.unique(dev.question)]
+            tried[w] = (round(float(y.sum() / max(1, dev.answerable.sum())), 4), round(auc(best_p, y), 4))
+        weight = max(tried, key=lambda w: tried[w])
+        cj = json.loads((out / "cross.json").read_text(encoding="utf-8")) | {"light_weight": weight}
+        (out / "cross.json").write_text(json.dumps(cj, indent=1) + "\n", encoding="utf-8")
+        meta["cross"] = True
+        meta["calibration"] = calibrate(dev, _final(dev, dev_light, dev_cross, served.k, weight, combine))
+        meta["training"]["cross"] = {**opts, "epochs_run": cross_history, "light_weight": weight,
+                                     "dev_top1_auc_by_light_weight": {str(k): v for k, v in tried.items()},
+                                     "onnx_bytes": (out / "cross.onnx").stat().st_size}
+    meta["training"]["seconds"] = round(time.time() - t0, 1)
     (out / "judge.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return meta
+
+
+def _cross_logits(served, ex: Examples, light_logits: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per question: (its top K candidate rows by the light judge, the cross-encoder's logits for them)."""
+    from tqdm import tqdm
+
+    out = {}
+    for qi in tqdm(np.unique(ex.question), desc="cross-encoder dev", unit="q"):
+        idx = np.flatnonzero(ex.question == qi)
+        top = idx[np.argsort(-light_logits[idx], kind="stable")[:served.k]]
+        out[int(qi)] = (top, served.logits(ex.asked[qi], [ex.texts[r] for r in top]))
+    return out
+
+
+def _final(ex: Examples, light_logits: np.ndarray, cross: dict, k: int, weight: float, combine) -> np.ndarray:
+    """The served probabilities (judge.combine) of every candidate, from cached cross-encoder logits."""
+    probs = np.zeros(len(ex.labels))
+    for qi, (top, z) in cross.items():
+        idx = np.flatnonzero(ex.question == qi)
+        local = np.searchsorted(idx, top)
+        probs[idx] = combine(light_logits[idx], local, z, weight)
+    return probs

@@ -11,6 +11,11 @@ resolution. One place computes the features, for training and for serving alike.
 Saved as judge.json (feature names, calibration, training record) and judge.npz (weights; numpy,
 no pickle). Inference is two matrix products in numpy: no model run per question beyond the
 query vector the retriever already has.
+
+Two additions are built and measured but off in the shipped judge (README, "The judge"): token-level
+match features (service/tokens.py; a judge trained with them lists them in its scalars) and a
+cross-encoder second stage over the light judge's best K (service/crossjudge.py; used when judge.json
+says so and cross.onnx is in the folder, else the light judge decides with its own calibration).
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import numpy as np
 from indexer.dates import YEAR
 from indexer.lexical import tokenize
 from service.question import QUARTER, Question
+from service.tokens import TokenEncoder, Tokens
 
-JUDGE_VERSION = 2  # 2: features relative to the question's best candidate
+# 2: features relative to the question's best candidate; 3: optional token-level match and second stage
+JUDGE_VERSION = 3
 # Answer types a question can ask for, and how a sentence shows it holds one.
 _ASKS = {
     "who": re.compile(r"(?i)\b(who|whom|whose|which (organisation|officer|member|body|team|partner)s?|lead|chair\w*|name)\b"),
@@ -51,6 +58,13 @@ SCALARS = (
     "council_match", "decision_q", "is_resolution", "proposal_q", "is_recommendation", "log_words", "whole_quote",
     "best_in_passage", "cos_sentence_gap", "overlap_gap", "idf_cover_gap", "passage_score_gap", "cos_rank",
 )
+# Token-level match (service/tokens.py): for each content word piece of the question, its best cosine to
+# the candidate's pieces; weighted by rarity (mean), the worst of the rare pieces (min) and the share
+# of rare pieces matched; then the same against all the candidates of its passage.
+TOKEN_SCALARS = ("tok_mean", "tok_rare_min", "tok_rare_share", "tok_mean_passage", "tok_rare_min_passage",
+                 "tok_rare_share_passage", "tok_mean_gap")
+RARE_PIECE = 0.5  # a question piece is rare when its idf is at least this share of the highest possible
+PIECE_MATCHED = 0.8  # the cosine at which a rare piece counts as matched
 # A pointwise judge sees one candidate at a time; these say how it stands against the question's
 # other candidates (its gap to the best of them, and its rank by meaning), which is what picking
 # the one sentence that answers needs.
@@ -151,22 +165,67 @@ def features(q: Question, qv: np.ndarray, cands: list[Candidate], chunks, vector
     return pair, out
 
 
+def token_features(q: Tokens, cands: list[Tokens], rows: list[int], weights: np.ndarray,
+                   rare: np.ndarray) -> np.ndarray:
+    """[n, len(TOKEN_SCALARS)]: how the question's word pieces are matched by each candidate and its passage.
+
+    Args:
+        q: the question's content pieces (the caller leaves out stop words and punctuation).
+        cands: each candidate's pieces; rows: its passage (candidates of one row pool their pieces).
+        weights: each question piece's idf; rare: which question pieces are rare.
+    """
+    n = len(cands)
+    out = np.zeros((n, len(TOKEN_SCALARS)), dtype=np.float32)
+    if n == 0 or len(q.ids) == 0:
+        out[:, [1, 2, 4, 5]] = 1.0  # nothing to match: nothing missed
+        return out
+    w = weights / max(float(weights.sum()), 1e-9)
+    best = [np.max(c.vectors @ q.vectors.T, axis=0) if len(c.ids) else np.zeros(len(q.ids), np.float32)
+            for c in cands]
+    by_row: dict[int, np.ndarray] = {}
+    for r, b in zip(rows, best):
+        by_row[r] = np.maximum(by_row.get(r, b), b)
+
+    def summary(m: np.ndarray) -> tuple[float, float, float]:
+        if rare.any():
+            return float(m @ w), float(m[rare].min()), float((m[rare] >= PIECE_MATCHED).mean())
+        return float(m @ w), 1.0, 1.0
+
+    for i, (r, b) in enumerate(zip(rows, best)):
+        out[i, :6] = (*summary(b), *summary(by_row[r]))
+    out[:, 6] = out[:, 0] - out[:, 0].max()
+    return out
+
+
+ALL_SCALARS = SCALARS + TOKEN_SCALARS  # a judge trained with the token match reads these, in this order
+
+
 class Judge:
     """The trained network and its calibration; probabilities for candidates and for a question."""
 
     def __init__(self, folder: Path) -> None:
         folder = Path(folder)
         meta = json.loads((folder / "judge.json").read_text(encoding="utf-8"))
-        if meta.get("version") != JUDGE_VERSION or tuple(meta.get("scalars", ())) != SCALARS:
+        # Version 2 files are version 3's light judge alone (the same 33 features, no second stage).
+        version, scalars = meta.get("version"), tuple(meta.get("scalars", ()))
+        if not ((version == JUDGE_VERSION and scalars in (SCALARS, ALL_SCALARS)) or (version == 2 and scalars == SCALARS)):
             raise ValueError(f"judge at {folder} was trained with other features (version {meta.get('version')}); "
                              "retrain it with `python -m evals train-judge`")
         w = np.load(folder / "judge.npz", allow_pickle=False)
         self.meta = meta
+        self.uses_tokens = tuple(meta["scalars"]) == ALL_SCALARS
         self.mean, self.std = w["mean"], w["std"]
         self.w1, self.b1, self.w2, self.b2 = w["w1"], w["b1"], w["w2"], w["b2"]
-        # Isotonic calibration of the question's best candidate: breakpoints and probabilities.
-        self.cal_x, self.cal_y = np.asarray(meta["calibration"]["x"]), np.asarray(meta["calibration"]["y"])
         self.encoder = meta.get("encoder")
+        from service.crossjudge import load_cross
+
+        # The second stage, when trained with this judge; without its file the light judge decides alone.
+        self.cross = load_cross(folder) if meta.get("cross") else None
+        # Isotonic calibration of the question's best candidate (breakpoints and probabilities), measured
+        # on dev for the judge as it runs: with its second stage, or the light judge's own without it.
+        self.calibration = meta.get("calibration_light") if self.cross is None and meta.get("calibration_light") else \
+            meta["calibration"]
+        self.cal_x, self.cal_y = np.asarray(self.calibration["x"]), np.asarray(self.calibration["y"])
 
     def logits(self, pair: np.ndarray, scalars: np.ndarray) -> np.ndarray:
         x = np.concatenate([pair, (scalars - self.mean) / self.std], axis=1)
@@ -176,9 +235,26 @@ class Judge:
     def probabilities(self, pair: np.ndarray, scalars: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.logits(pair, scalars)))
 
+    def scores(self, question: str, pair: np.ndarray, scalars: np.ndarray, texts: list[str]) -> np.ndarray:
+        """Each candidate's probability of answering: the light judge's, and for its best K the cross-encoder's
+        over question and candidate read together (texts: crossjudge.pair_text of each candidate)."""
+        z = self.logits(pair, scalars)
+        if self.cross is None or not len(z):
+            return 1.0 / (1.0 + np.exp(-z))
+        top = np.argsort(-z, kind="stable")[:self.cross.k]
+        return combine(z, top, self.cross.logits(question, [texts[i] for i in top]), self.cross.weight)
+
     def answerable(self, best_probability: float) -> float:
         """The calibrated chance that the question's best candidate answers it (measured on dev)."""
         return float(np.interp(best_probability, self.cal_x, self.cal_y))
+
+
+def combine(light: np.ndarray, top: np.ndarray, cross: np.ndarray, weight: float) -> np.ndarray:
+    """Final probabilities: the top candidates by the cross-encoder's logit (plus weight times the light
+    judge's); the rest rank below them all (0), since the second stage never read them."""
+    out = np.zeros(len(light), dtype=np.float64)
+    out[top] = 1.0 / (1.0 + np.exp(-(cross + weight * light[top])))
+    return out
 
 
 def load_judge(folder: Path | None) -> Judge | None:

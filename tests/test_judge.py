@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from indexer.records import Chunk
-from service.judge import SCALARS, Candidate, Judge, Vocabulary, features, load_judge
+from service.judge import ALL_SCALARS, JUDGE_VERSION, SCALARS, TOKEN_SCALARS, Candidate, Judge, Vocabulary, features, load_judge
 from service.question import QuestionReader
 
 READER = QuestionReader(["London Borough of Barnet"])
@@ -58,14 +58,15 @@ def test_decision_questions_see_resolutions():
 def test_a_saved_judge_loads_scores_and_calibrates(tmp_path):
     dim, hidden = 8, 3
     rng = np.random.default_rng(0)
-    weights = {"mean": np.zeros(len(SCALARS), np.float32), "std": np.ones(len(SCALARS), np.float32),
-               "w1": rng.normal(size=(dim + len(SCALARS), hidden)).astype(np.float32),
+    weights = {"mean": np.zeros(len(ALL_SCALARS), np.float32), "std": np.ones(len(ALL_SCALARS), np.float32),
+               "w1": rng.normal(size=(dim + len(ALL_SCALARS), hidden)).astype(np.float32),
                "b1": np.zeros(hidden, np.float32), "w2": np.ones((hidden, 1), np.float32), "b2": np.zeros(1, np.float32)}
     np.savez(tmp_path / "judge.npz", **weights)
-    (tmp_path / "judge.json").write_text(json.dumps({"version": 2, "scalars": list(SCALARS), "encoder": "m",
+    (tmp_path / "judge.json").write_text(json.dumps({"version": JUDGE_VERSION, "scalars": list(ALL_SCALARS), "encoder": "m",
                                                      "calibration": {"x": [0.2, 0.8], "y": [0.1, 0.9]}}))
     judge = load_judge(tmp_path)
     pair, scalars = _features("how many schools?", ["16 schools signed up.", "Schools were thanked."])
+    scalars = np.concatenate([scalars, np.full((2, len(TOKEN_SCALARS)), 0.5, np.float32)], axis=1)
     p = judge.probabilities(pair, scalars)
     assert p.shape == (2,) and np.all((p > 0) & (p < 1))
     # By hand: one hidden layer with ReLU, then the sigmoid.

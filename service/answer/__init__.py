@@ -25,7 +25,8 @@ from service.answer.select import Selector, Sentence
 from service.config import ServiceSettings
 from service.convert import search_result, with_source_urls
 from service.decisions import DecisionSearch
-from service.judge import Candidate, Judge, Vocabulary, features
+from service.judge import RARE_PIECE, Candidate, Judge, Vocabulary, features, token_features
+from service.tokens import TokenEncoder
 from service.question import Question
 from service.retrieve import Hit, Retriever
 from service.schemas import AskRequest, AskResponse, Filters
@@ -61,12 +62,23 @@ class Answerer:
         index = retriever.index
         if judge is not None:
             _ = self.vocab  # at start, not on the first member's question
+            if judge.uses_tokens:
+                _ = self.token_encoder
         self._row_of = {c.id: i for i, c in enumerate(index.chunks)}
 
     @functools.cached_property
     def vocab(self) -> Vocabulary:
         """Word rarity over the index's passages, for the judge's coverage features (built on first use)."""
         return Vocabulary([f"{c.text} {' '.join(c.heading_path)}" for c in self.retriever.index.chunks])
+
+    @functools.cached_property
+    def token_encoder(self) -> TokenEncoder:
+        """The encoder's word-piece vectors, for the judge's token match (exported on first use)."""
+        from indexer.embed import resolve_model_path
+
+        enc = TokenEncoder(resolve_model_path(self.encoder.name))
+        enc.fit_idf([f"{c.text} {' '.join(c.heading_path)}" for c in self.retriever.index.chunks])
+        return enc
 
     def read(self, req: AskRequest) -> Question:
         """The request's question, read with the conversation before it."""
@@ -81,8 +93,9 @@ class Answerer:
         vectors = self.selector.vectors(candidates) if candidates else np.zeros((0, qv.size), np.float32)
         return Gathered(q, filters, named, qv, hits, candidates, vectors)
 
-    def judge_features(self, g: Gathered) -> tuple[np.ndarray, np.ndarray]:
-        """The judge's features for each candidate (training reads them through here too)."""
+    def judge_features(self, g: Gathered, tokens: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The judge's features for each candidate (training reads them through here too); with tokens,
+        the token-level match too (a model pass over the candidates: see README, "The judge")."""
         top = g.hits[0].score or 1.0 if g.hits else 1.0
         rank = {h.chunk.id: (i, max(0.0, h.score / top)) for i, h in enumerate(g.hits)}
         cands = []
@@ -90,7 +103,21 @@ class Answerer:
             r, score = rank.get(s.chunk.id, (0, 1.0))  # a decision record counts as a best passage
             cands.append(Candidate(s.text, vec, self._row_of.get(s.chunk.id, -1), r, score, s.index < 0))
         index = self.retriever.index
-        return features(g.question, g.query_vector, cands, index.chunks, index.vectors, self.vocab)
+        pair, scalars = features(g.question, g.query_vector, cands, index.chunks, index.vectors, self.vocab)
+        if not tokens:
+            return pair, scalars
+        tok = self.token_encoder
+        qt, idf, rare = tok.question(g.question.query, RARE_PIECE)
+        ct = tok.encode([s.text for s in g.candidates])
+        match = token_features(qt, ct, [c.chunk_row for c in cands], idf, rare)
+        return pair, np.concatenate([scalars, match], axis=1)
+
+    def judge_scores(self, g: Gathered) -> np.ndarray:
+        """The judge's probability that each candidate answers (both stages when it has its second)."""
+        from service.crossjudge import pair_text
+
+        pair, scalars = self.judge_features(g, self.judge.uses_tokens)
+        return self.judge.scores(g.question.query, pair, scalars, [pair_text(c) for c in g.candidates])
 
     def search_reranked(self, text: str, k: int, filters: Filters | None = None, depth: int = 20) -> list[Hit]:
         """The first `depth` passages of the hybrid search, reordered by the judge; the best k.
@@ -108,7 +135,7 @@ class Answerer:
         candidates = self.selector.candidates(q, hits, qv, Filters())
         vectors = self.selector.vectors(candidates) if candidates else np.zeros((0, qv.size), np.float32)
         g = Gathered(q, Filters(), None, qv, hits, candidates, vectors)
-        p = self.judge.probabilities(*self.judge_features(g)) if candidates else np.zeros(0)
+        p = self.judge_scores(g) if candidates else np.zeros(0)
         best: dict[str, float] = {}
         for c, x in zip(candidates, p):
             best[c.chunk.id] = max(best.get(c.chunk.id, 0.0), float(x))
@@ -128,7 +155,7 @@ class Answerer:
             return declined("weak_evidence", papers, passages)
         s = self.settings
         if self.judge is not None:
-            p = self.judge.probabilities(*self.judge_features(g))
+            p = self.judge_scores(g)
             scored = [dataclasses.replace(c, score=float(x)) for c, x in zip(g.candidates, p)]
             confidence = self.judge.answerable(float(p.max()))
             chosen = self.selector.choose(scored, g.hits, s.judge_quote_margin, 0.0)
