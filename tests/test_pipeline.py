@@ -64,7 +64,8 @@ def test_build_then_load(built, tiny_corpus):
     assert set(loaded.documents) == {PACK_ID, MD_ID, HTML_ID}
 
     m = loaded.manifest
-    assert m["model"] == {"name": "fake-hashing-64", "dim": 64, "max_tokens": 254, "variant": "hashing"}
+    assert m["model"] == {"name": "fake-hashing-64", "dim": 64, "max_tokens": 254, "variant": "hashing",
+                          "precision": "fp32"}
     assert m["format_version"] == store.FORMAT_VERSION
     assert m["counts"]["documents"] == 3 and m["counts"]["chunks"] == len(loaded.chunks)
     assert m["counts"]["tokens"] == sum(c.tokens for c in loaded.chunks) > 0
@@ -641,12 +642,23 @@ def test_changed_file_reembeds_only_its_new_sentences(built, tiny_corpus, fake_e
     old_hashes = {x.content_hash for x in old.sentences}
     fresh = [x for x in new.sentences if x.content_hash not in old_hashes]
     assert report.embedded_sentences == len(fresh) > 0
-    # Every stored vector is the encoder's vector of the sentence's embedded text.
+    # Pooled (the default): every stored vector is the encoder's span vector of the sentence within its
+    # chunk, which for the bag-of-words test encoder is the vector of the sentence's own words.
+    assert new.manifest["fingerprint"]["sentence_vectors"] == "pooled"
     for i in (0, len(new.sentences) - 1):
         x = new.sentences[i]
-        c = new.chunks[x.chunk_row]
-        expect = fake_encoder.encode([embed_text(c, new.texts[c.doc_id][x.start:x.end])])[0]
+        expect = fake_encoder.encode([new.texts[new.chunks[x.chunk_row].doc_id][x.start:x.end]])[0]
         assert np.allclose(new.sentence_vectors[i], expect, atol=1e-6)
+    # Separate: a change of mode re-embeds every sentence, each encoded with its section path.
+    separate = _build(settings.model_copy(update={"sentence_vectors": "separate"}), fake_encoder)
+    assert not separate.up_to_date and separate.embedded_sentences == len(new.sentences)
+    again = store.load_index(settings.index_dir)
+    assert again.manifest["fingerprint"]["sentence_vectors"] == "separate"
+    for i in (0, len(again.sentences) - 1):
+        x = again.sentences[i]
+        c = again.chunks[x.chunk_row]
+        expect = fake_encoder.encode([embed_text(c, again.texts[c.doc_id][x.start:x.end])])[0]
+        assert np.allclose(again.sentence_vectors[i], expect, atol=1e-6)
 
 
 def test_sentence_vectors_that_do_not_match_their_spans_are_refused(built):
