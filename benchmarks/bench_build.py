@@ -10,9 +10,9 @@ All steps build with the variant the export step made (BENCH_VARIANT, else the s
 - export:      the model exported to ONNX (and int8-quantised) once, into a cache the builds copy;
                a machine pays it once per model (the peers' equivalent is their model download).
 - cold:        our whole build of a copy of the corpus into an empty index: parsing, chunks,
-               sentences, their vectors (pooled from the chunks' pass by default), FAISS and BM25.
-               The row says the precision and the sentence vectors it ran with; run the script with
-               BOARDPAPERS_SENTENCE_VECTORS=separate BOARDPAPERS_ENCODER_PRECISION=fp32 for main's way.
+               sentences, both embeddings, FAISS and BM25. The row says the precision and the
+               sentence vectors it ran with (BOARDPAPERS_SENTENCE_VECTORS=pooled for one pass,
+               BOARDPAPERS_ENCODER_PRECISION=fp32 for main's arithmetic).
 - unchanged:   the same build again (nothing to do).
 - incremental: one document touched (a line appended), then rebuilt.
 - st:          the peer: plain fp32 sentence-transformers encoding of the corpus text split into
