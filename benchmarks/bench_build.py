@@ -10,7 +10,9 @@ All steps build with the variant the export step made (BENCH_VARIANT, else the s
 - export:      the model exported to ONNX (and int8-quantised) once, into a cache the builds copy;
                a machine pays it once per model (the peers' equivalent is their model download).
 - cold:        our whole build of a copy of the corpus into an empty index: parsing, chunks,
-               sentences, both embeddings, FAISS and BM25.
+               sentences, both embeddings, FAISS and BM25. The row says the precision and the
+               sentence vectors it ran with (BOARDPAPERS_SENTENCE_VECTORS=pooled for one pass,
+               BOARDPAPERS_ENCODER_PRECISION=fp32 for main's arithmetic).
 - unchanged:   the same build again (nothing to do).
 - incremental: one document touched (a line appended), then rebuilt.
 - st:          the peer: plain fp32 sentence-transformers encoding of the corpus text split into
@@ -97,6 +99,8 @@ def _build(corpus: Path, index: Path, variant: str) -> dict:
     return {"seconds": round(secs, 2), "documents": rep.documents, "chunks": rep.chunks, "pages": pages,
             "reparsed": rep.reparsed, "embedded": rep.embedded, "embedded_sentences": rep.embedded_sentences,
             "up_to_date": rep.up_to_date, "variant": manifest.get("model", {}).get("variant"),
+            "precision": manifest.get("model", {}).get("precision", "fp32"),
+            "sentence_vectors": manifest.get("fingerprint", {}).get("sentence_vectors", "separate"),
             "chunks_per_second": round(rep.chunks / secs, 1) if secs else None,
             "pages_per_second": round(pages / secs, 2) if secs and pages else None}
 

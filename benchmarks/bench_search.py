@@ -1,9 +1,13 @@
 """Search load benchmark: the real service on a loopback port, /search at concurrency 1 and 8.
 
     python benchmarks/bench_search.py --index /tmp/idx1 [--requests 200] [--levels 1,8] [--routes search,rerank,ask]
+                                      [--configs service,no-middleware,no-arena]
 
 Each route is measured in the same run, one after another: plain /search (the baseline), /search
-with rerank=true (the trained judge over the top 20) and /ask.
+with rerank=true (the trained judge over the top 20) and /ask. Each config is a service of its own,
+measured one after another in the same run: `service` as shipped, `no-middleware` without the
+request middleware (request id, body limit, metrics, access log), `no-arena` with the query
+session's onnxruntime memory arena off, `bare` with both off: what each costs, apart.
 
 Starts uvicorn in a thread on a free 127.0.0.1 port, warms it up, then sends POST /search
 requests (a fixed list of 40 questions from evals/questions.jsonl, cycled) from a thread pool.
@@ -57,17 +61,46 @@ def main() -> int:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
     p.add_argument("--routes", default="search", help="comma-separated: search, rerank, ask")
+    p.add_argument("--configs", default="service", help="comma-separated: " + ", ".join(CONFIGS))
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")
     args = p.parse_args()
+    configs = [c for c in args.configs.split(",") if c]
+    unknown = set(configs) - set(CONFIGS)
+    if unknown:
+        p.error(f"unknown configs {sorted(unknown)}: use any of {', '.join(CONFIGS)}")
+    results = []
+    for config in configs:
+        rows = measure(args, config)
+        if rows is None:
+            return 1
+        results += rows
+    data = {"index": str(args.index), "cpu_count": os.cpu_count(), "k": args.k, "questions": len(questions()),
+            "load_average_at_end": os.getloadavg(), "levels": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
 
+
+CONFIGS = ("service", "no-middleware", "no-arena", "bare")
+
+
+def measure(args, config: str) -> list[dict] | None:
+    """The rows of one config: a fresh service on its own port, every route at every level."""
     import httpx
     import uvicorn
 
+    from indexer import embed
     from service.app import create_app
     from service.config import ServiceSettings
+    from service.middleware import RequestMiddleware
 
+    embed.QUERY_ARENA = config not in ("no-arena", "bare")
     port = free_port()
     app = create_app(ServiceSettings(index_dir=args.index))
+    if config in ("no-middleware", "bare"):
+        # The middleware stack is built on the first request, from this list.
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not RequestMiddleware]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -76,7 +109,7 @@ def main() -> int:
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             print("service did not start", file=sys.stderr)
-            return 1
+            return None
         time.sleep(0.2)
 
     qs = questions()
@@ -110,22 +143,18 @@ def main() -> int:
                 wall = time.perf_counter() - t0
                 lat = [ms for ms, code in out if code == 200]
                 errors = sum(1 for _, code in out if code != 200)
-                row = {"route": route, "concurrency": level, "requests": args.requests, "errors": errors,
+                row = {"config": config, "route": route, "concurrency": level, "requests": args.requests, "errors": errors,
                        "p50_ms": round(pct(lat, 50), 1) if lat else None, "p95_ms": round(pct(lat, 95), 1) if lat else None,
                        "p99_ms": round(pct(lat, 99), 1) if lat else None,
                        "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
                        "qps": round(len(lat) / wall, 2), "wall_seconds": round(wall, 2)}
                 results.append(row)
-                print(f"{route} concurrency {level}: p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  p99 {row['p99_ms']} ms  "
+                print(f"{config} {route} concurrency {level}: p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  p99 {row['p99_ms']} ms  "
                       f"{row['qps']} q/s  errors {errors}", flush=True)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-    data = {"index": str(args.index), "cpu_count": os.cpu_count(), "k": args.k, "questions": len(qs), "levels": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
+    return results
 
 
 if __name__ == "__main__":

@@ -34,6 +34,19 @@ class IndexerSettings(BaseSettings):
     # CPU time of fp32 onnxruntime and as much as int8 onnxruntime (benchmarks/bench_encode.py), and
     # int8 lost 1.7 points of dense Recall@5 on held-out set 2, past the 1-point budget (README, "Build speed").
     encoder_variant: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    # The PyTorch variant's bulk (build-time) arithmetic: "bf16" runs the matrix products in bfloat16
+    # (torch.autocast; vectors within cosine 0.9999 of fp32's, about 1.7x faster on a CPU with
+    # AVX512-BF16 or AMX), "fp32" never, "auto" bf16 when the CPU has those instructions (without
+    # them bf16 is emulated and slower). Queries are always fp32. Recorded in the manifest; a change
+    # re-embeds. README, "Speed".
+    encoder_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # How each sentence's vector is made: "pooled", the mean of its tokens in its chunk's own forward
+    # pass (no second pass over the corpus: a cold build about twice as fast); "separate", the sentence
+    # encoded on its own with its section path. Separate stays the default while the shipped judge
+    # is trained on separate vectors: with it, pooled vectors lost 1.7 points of /ask evidence and
+    # 3.3 of right declines on held-out set 2. Recorded in the manifest; a change re-embeds. Variants
+    # without token outputs (onnx, onnx-int8) always encode separately. README, "Speed".
+    sentence_vectors: Literal["pooled", "separate"] = "separate"
     # The most threads each of onnxruntime, PyTorch and FAISS may use; 0: one per CPU core.
     threads: int = Field(0, ge=0, le=256)
     # Processes parsing files at once (from 8 files to parse); 0: as many as threads.

@@ -39,6 +39,19 @@ class Encoder(Protocol):
                desc: str = "embed") -> np.ndarray: ...
 
 
+# A span of an encoded text, as character offsets into that text.
+Span = tuple[int, int]
+
+
+def can_pool(encoder_or_variant) -> bool:
+    """Whether span vectors can come from the texts' own forward pass (encode_spans): the PyTorch
+    variant and the test encoder can; the ONNX exports return pooled vectors only, and an encoder
+    run elsewhere (the Ray build's) has no encode_spans."""
+    if isinstance(encoder_or_variant, str):
+        return encoder_or_variant in ("torch", HashingEncoder.variant)
+    return hasattr(encoder_or_variant, "encode_spans") and can_pool(encoder_or_variant.variant)
+
+
 class EncoderError(Exception):
     """The configured model cannot be loaded; the message says what to do."""
 
@@ -72,16 +85,19 @@ class SentenceTransformerEncoder:
     """
 
     def __init__(self, name: str, device: str = "cpu", variant: str = "torch", cache_dir: Path | None = None,
-                 threads: int = 0) -> None:
+                 threads: int = 0, precision: str = "fp32") -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown encoder variant {variant!r}: use one of {', '.join(VARIANTS)}")
         self.name = name
+        # The bulk arithmetic of the PyTorch variant (resolve_precision); single queries stay fp32.
+        self.precision = resolve_precision(precision) if variant == "torch" else "fp32"
         self._path = resolve_model_path(name)
         self._device = device
         self._threads = threads
         self._model = None
         self._onnx = None  # (onnxruntime session, input names), for queries or for everything
         self._fast_tokenizer = None  # a tokenizers.Tokenizer when the ONNX variant runs without PyTorch
+        self._query_tokenizer = None  # a tokenizers.Tokenizer for single queries on the ONNX fast path
         self.variant = variant
         if variant != "torch":
             try:
@@ -156,14 +172,106 @@ class SentenceTransformerEncoder:
             return self._encode_bucketed(texts, batch_size, progress, desc)
         if len(texts) <= _SMALL_BATCH and not progress:
             return self._encode_small(texts)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=batch_size,
-            show_progress_bar=progress,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-        )
+        with self._bulk_precision():
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=batch_size,
+                show_progress_bar=progress,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+            )
         return np.asarray(vectors, dtype=np.float32)
+
+    def _bulk_precision(self):
+        """bfloat16 matrix products for a build's batches when precision says so, else nothing."""
+        import contextlib
+
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    def encode_spans(self, texts: Sequence[str], spans: Sequence[Sequence[Span]], batch_size: int = 32,
+                     progress: bool = False, desc: str = "embed",
+                     leads: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each text's vector and, from the same forward pass, a vector for each of its spans.
+
+        A span's vector is the mean of the token embeddings the span covers (the tokens seen in
+        the whole text's context), L2-normalised: what mean pooling does for a text, done for a
+        part of it. A build's sentences are spans of its chunks, so they need no pass of their own
+        (the separate pass was about half of a cold build's encoding). A span the model never saw
+        (past a truncated text's end) or that holds no token gets its text's vector.
+
+        Args:
+            texts: the texts to encode.
+            spans: for each text, (start, end) character offsets into it.
+            leads: for each text, the end of a lead (its heading prefix) whose tokens every span's
+                mean takes in too, as a sentence encoded on its own is preceded by its section path.
+
+        Returns:
+            (len(texts), dim) text vectors and (total spans, dim) span vectors, spans in input order.
+        """
+        if not can_pool(self.variant):
+            raise EncoderError(f"span vectors need the torch variant, not {self.variant!r}")
+        import torch
+        from tqdm import tqdm
+
+        n_spans = [len(x) for x in spans]
+        first = np.concatenate([[0], np.cumsum(n_spans)]).astype(np.int64)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        span_out = np.zeros((int(first[-1]), self.dim), dtype=np.float32)
+        if not texts:
+            return out, span_out
+        tok = self.model.tokenizer
+        enc = tok(list(texts), truncation=True, max_length=self.max_seq_length, return_offsets_mapping=True,
+                  return_attention_mask=False, return_token_type_ids=False)
+        ids = enc["input_ids"]
+        offsets = enc["offset_mapping"]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        # Longest first in batches of about batch_size * 256 tokens, each padded to its own longest
+        # (see _encode_bucketed): chunks vary from a heading to 254 word pieces.
+        order = np.argsort(-lengths, kind="stable")
+        budget = max(1, batch_size) * _BUCKET_TOKENS
+        names = set(tok.model_input_names)
+        pad = tok.pad_token_id or 0
+        with torch.inference_mode(), self._bulk_precision(), \
+                tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+            i = 0
+            while i < len(order):
+                width = int(lengths[order[i]])
+                rows = order[i:i + max(1, budget // max(width, 1))]
+                input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, row in enumerate(rows):
+                    input_ids[r, :lengths[row]] = torch.tensor(ids[row], dtype=torch.long)
+                    mask[r, :lengths[row]] = 1
+                features = {"input_ids": input_ids, "attention_mask": mask}
+                if "token_type_ids" in names:
+                    features["token_type_ids"] = torch.zeros_like(input_ids)
+                result = self.model(features)
+                pooled = torch.nn.functional.normalize(result["sentence_embedding"], dim=1).float().numpy()
+                tokens = result["token_embeddings"].float()
+                # Running sums over the tokens: any span's sum is two rows' difference.
+                sums = torch.cat([torch.zeros((len(rows), 1, tokens.shape[2])), tokens.cumsum(1)], dim=1).numpy()
+                for r, row in enumerate(rows):
+                    out[row] = pooled[r]
+                    if not n_spans[row]:
+                        continue
+                    lo, hi = _token_ranges(offsets[row], spans[row])
+                    counts = (hi - lo)[:, None]
+                    vecs = sums[r, hi] - sums[r, lo]
+                    if leads is not None and leads[row] > 0 and counts.any():
+                        (l_lo,), (l_hi,) = _token_ranges(offsets[row], [(0, leads[row])])
+                        vecs = vecs + (sums[r, l_hi] - sums[r, l_lo])
+                        counts = np.where(counts > 0, counts + (l_hi - l_lo), 0)
+                    vecs = vecs / np.maximum(counts, 1)
+                    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+                    vecs = np.where((counts > 0) & (norms > 0), vecs / np.maximum(norms, 1e-12), pooled[r])
+                    span_out[first[row]:first[row + 1]] = vecs
+                i += len(rows)
+                bar.update(len(rows))
+        return out, span_out
 
     @property
     def onnx_enabled(self) -> bool:
@@ -182,12 +290,16 @@ class SentenceTransformerEncoder:
             return True
         try:
             self._onnx = _export_onnx(self.model)
+            self._query_tokenizer = _single_text_tokenizer(Path(self._path) / "tokenizer.json", self.max_seq_length)
             probe = ["what did the board resolve on cancer screening?", "x"]
             ours, ref = self._encode_onnx(probe), self._encode_torch(probe)
-            if not np.allclose(ours, ref, atol=1e-4):
+            # The single-text path too: its tokenizer is another object, which must cut the same ids.
+            one = np.concatenate([self._encode_onnx([p]) for p in probe])
+            if not (np.allclose(ours, ref, atol=1e-4) and np.allclose(one, ref, atol=1e-4)):
                 raise EncoderError(f"ONNX vectors differ from PyTorch's by {np.abs(ours - ref).max():.2g}")
         except Exception as e:
             self._onnx = None
+            self._query_tokenizer = None
             log.warning("queries stay on PyTorch: the ONNX fast path is unavailable (%s)", e)
         else:
             log.info("queries are encoded with onnxruntime (checked against PyTorch)")
@@ -205,8 +317,14 @@ class SentenceTransformerEncoder:
         if self._fast_tokenizer is not None:
             return self._encode_bucketed(texts, len(texts), False, "")
         session, names = self._onnx
-        features = self._tokenizer(list(texts), padding=True, truncation=True,
-                                   max_length=self.max_seq_length, return_tensors="np")
+        if self._query_tokenizer is not None and len(texts) == 1:
+            # One query: the tokenizers library directly (about 0.2 ms) rather than transformers'
+            # wrapper around it (about 0.8 ms, a tenth of a /search here).
+            e = self._query_tokenizer.encode(texts[0])
+            features = {"input_ids": [e.ids], "attention_mask": [e.attention_mask], "token_type_ids": [e.type_ids]}
+        else:
+            features = self._tokenizer(list(texts), padding=True, truncation=True,
+                                       max_length=self.max_seq_length, return_tensors="np")
         out = session.run(None, {n: np.asarray(features[n], dtype=np.int64) for n in names})[0]
         return np.asarray(out, dtype=np.float32)
 
@@ -272,6 +390,27 @@ _PROBES = [
 _LEAST_COSINE = {"onnx": 0.9999, "onnx-int8": 0.97}
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str) -> str:
+    """"fp32" or "bf16": "auto" is bf16 when the CPU multiplies bfloat16 natively (AVX512-BF16, AMX)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown encoder precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    try:
+        flags = set()
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        return "fp32"
+    return "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "fp32"
+
+
 def cap_threads(threads: int) -> None:
     """At most `threads` threads in each of PyTorch, FAISS (OpenMP) and onnxruntime (via the sessions).
 
@@ -292,7 +431,7 @@ def cap_threads(threads: int) -> None:
         pass
 
 
-def _session_options(threads: int):
+def _session_options(threads: int, arena: bool = False):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -301,11 +440,25 @@ def _session_options(threads: int):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Batches change shape all the time (bucketed by length); the arena would keep the largest of
-    # every shape it has seen, so memory is handed back instead.
-    options.enable_cpu_mem_arena = False
+    # A build's batches change shape all the time (bucketed by length); the arena would keep the
+    # largest of every shape it has seen, so memory is handed back instead. A query session's inputs
+    # are one short text: its arena stays small, and without it every query paid for fresh
+    # allocations (benchmarks/bench_search.py, README "Speed").
+    options.enable_cpu_mem_arena = arena
     options.enable_mem_pattern = False
     return options
+
+
+def _single_text_tokenizer(path: Path, max_seq_length: int):
+    """The model's tokenizer.json as a tokenizers.Tokenizer cutting at max_seq_length, or None without one."""
+    if not path.exists():
+        return None
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()
+    tok.enable_truncation(max_seq_length)
+    return tok
 
 
 def _export_key(model_path: str, variant: str) -> str:
@@ -452,7 +605,33 @@ def _export_onnx(model):
     import onnxruntime as ort
 
     data, names = _export_bytes(model)
-    return ort.InferenceSession(data, _session_options(0), providers=["CPUExecutionProvider"]), names
+    return ort.InferenceSession(data, _session_options(0, arena=QUERY_ARENA), providers=["CPUExecutionProvider"]), names
+
+
+# Whether the query session keeps onnxruntime's memory arena (see _session_options); the search
+# benchmark turns it off to measure what it is worth.
+QUERY_ARENA = True
+
+
+def _token_ranges(offsets: Sequence[tuple[int, int]], spans: Sequence[Span]) -> tuple[np.ndarray, np.ndarray]:
+    """For each character span, the [lo, hi) token positions it overlaps (0 tokens: lo == hi).
+
+    offsets are a fast tokenizer's (start, end) per token; special tokens ([CLS], [SEP]) are (0, 0)
+    and are never part of a span.
+    """
+    offs = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    real = np.flatnonzero(offs[:, 1] > offs[:, 0])
+    if real.size == 0:
+        z = np.zeros(len(spans), dtype=np.int64)
+        return z, z
+    starts, ends = offs[real, 0], offs[real, 1]
+    a = np.fromiter((s for s, _ in spans), dtype=np.int64, count=len(spans))
+    b = np.fromiter((e for _, e in spans), dtype=np.int64, count=len(spans))
+    # Token ends and starts rise along the text: the first token ending after a, the first starting at or after b.
+    lo = np.searchsorted(ends, a, side="right")
+    hi = np.maximum(np.searchsorted(starts, b, side="left"), lo)
+    # Back to positions in the model's input (real tokens are contiguous, after [CLS]).
+    return real[0] + lo, real[0] + hi
 
 
 # Up to this many texts skip sentence-transformers' batching machinery (see _encode_small).
@@ -488,6 +667,12 @@ class HashingEncoder:
         norms[norms == 0] = 1.0
         return out / norms
 
+    def encode_spans(self, texts: Sequence[str], spans: Sequence[Sequence[Span]], batch_size: int = 32,
+                     progress: bool = False, desc: str = "embed") -> tuple[np.ndarray, np.ndarray]:
+        # Bag-of-words vectors have no context: a span's vector is that of its own words.
+        parts = [t[s:e] for t, xs in zip(texts, spans) for s, e in xs]
+        return self.encode(texts), self.encode(parts)
+
 
 @lru_cache(maxsize=65536)
 def _bucket(word: str, dim: int) -> int:
@@ -499,7 +684,8 @@ def variant_of(name: str, variant: str) -> str:
     return HashingEncoder.variant if name.startswith(FAKE_PREFIX) else variant
 
 
-def load_encoder(name: str, variant: str = "torch", cache_dir: Path | None = None, threads: int = 0) -> Encoder:
+def load_encoder(name: str, variant: str = "torch", cache_dir: Path | None = None, threads: int = 0,
+                 precision: str = "fp32") -> Encoder:
     """An encoder by name: "fake-hashing-<dim>" for tests, otherwise a sentence-transformers model.
 
     Args:
@@ -507,10 +693,12 @@ def load_encoder(name: str, variant: str = "torch", cache_dir: Path | None = Non
         variant: one of VARIANTS; the fake encoder ignores it.
         cache_dir: where ONNX exports are kept between runs (None: exported for this process only).
         threads: the most threads onnxruntime and PyTorch each use (0: their defaults).
+        precision: the PyTorch variant's bulk arithmetic (resolve_precision); queries are fp32.
     """
     if name.startswith(FAKE_PREFIX):
         dim = int(name.rsplit("-", 1)[-1]) if name[len(FAKE_PREFIX):].strip("-").isdigit() else 64
         return HashingEncoder(dim)
     if Path(name).exists() or name:
-        return SentenceTransformerEncoder(name, variant=variant, cache_dir=cache_dir, threads=threads)
+        return SentenceTransformerEncoder(name, variant=variant, cache_dir=cache_dir, threads=threads,
+                                          precision=precision)
     raise EncoderError("no model configured")

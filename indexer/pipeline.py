@@ -29,13 +29,13 @@ from indexer.config import IndexerSettings, thread_cap
 from indexer.dates import ISO, format_date
 from indexer.decisions import extract_decisions
 from indexer.discover import check_corpus_dir, discover
-from indexer.embed import Encoder, cap_threads, load_encoder, variant_of
+from indexer.embed import Encoder, can_pool, cap_threads, load_encoder, resolve_precision, variant_of
 from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
     Chunk, Decision, DocumentMeta, DocumentRecord, Duplicate, ParsedDocument, PartSpan, SentenceSpan, Skipped,
     SourceFile,
 )
-from indexer.sentences import sentence_spans, span_embed_text
+from indexer.sentences import sentence_spans, span_embed_text, span_in_chunk
 from indexer.structure import AGENDA_STAMP, agenda_title, detect_front_sheet, display_body, starts_minutes, structure
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,11 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
     model_name = encoder.name if encoder else settings.model
     variant = encoder.variant if encoder else variant_of(settings.model, settings.encoder_variant)
     cap_threads(thread_cap(settings))
+    # Pooled sentence vectors need the encoder's token outputs; without them (ONNX, Ray) they are
+    # encoded separately, and the manifest says which.
+    pooled = settings.sentence_vectors == "pooled" and (can_pool(encoder) if encoder else can_pool(variant))
+    precision = (getattr(encoder, "precision", "fp32") if encoder else
+                 resolve_precision(settings.encoder_precision) if variant == "torch" else "fp32")
     fingerprint = {
         "pipeline_version": PIPELINE_VERSION,
         "model": model_name,
@@ -140,13 +145,16 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
         "faiss_index": settings.faiss_index,
         "pdf_strategy": settings.pdf_strategy,
         "max_file_mb": settings.max_file_mb,
+        "sentence_vectors": "pooled" if pooled else "separate",
+        "encoder_precision": precision,
     }
     previous = _load_previous(settings.index_dir)
     prev_manifest = previous.manifest if previous else None
     same_settings = bool(prev_manifest) and prev_manifest.get("fingerprint") == fingerprint
     prev_docs = (prev_manifest or {}).get("documents", {})
     # Vectors of another variant (fp32 against int8) are close but not the same: not reused.
-    same_vectors = bool(prev_manifest) and prev_manifest["model"].get("variant", "torch") == variant
+    same_vectors = (bool(prev_manifest) and prev_manifest["model"].get("variant", "torch") == variant
+                    and prev_manifest["model"].get("precision", "fp32") == precision)
 
     def unchanged(src: SourceFile) -> bool:
         entry = prev_docs.get(src.doc_id)
@@ -253,16 +261,21 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
         raise BuildError(_nothing_to_index(settings, f"no file could be indexed: {reasons}"))
 
     reusable = previous if same_vectors else None
-    vectors, report.embedded, report.reused_vectors, enc = _vectors(chunks, reusable, enc, settings)
     texts = {rec.id: text for rec, text in documents}
-    spans = sentence_spans(chunks, texts, enc.name if enc else prev_manifest["model"]["name"])
-    sentence_vectors, report.embedded_sentences, enc = _sentence_vectors(spans, chunks, texts, reusable, enc, settings)
+    spans = sentence_spans(chunks, texts, enc.name if enc else prev_manifest["model"]["name"], pooled)
+    if pooled:
+        vectors, sentence_vectors, enc, counts = _pooled_vectors(chunks, spans, reusable, enc, settings)
+        report.embedded, report.reused_vectors, report.embedded_sentences = counts
+    else:
+        vectors, report.embedded, report.reused_vectors, enc = _vectors(chunks, reusable, enc, settings)
+        sentence_vectors, report.embedded_sentences, enc = _sentence_vectors(spans, chunks, texts, reusable, enc, settings)
     if enc is None and chunks:
         # Only reused documents: the model was never needed, its facts come from the old manifest.
         model_info = prev_manifest["model"]
     else:
         enc = enc or _load_encoder(settings)
-        model_info = {"name": enc.name, "dim": enc.dim, "max_tokens": enc.max_tokens, "variant": enc.variant}
+        model_info = {"name": enc.name, "dim": enc.dim, "max_tokens": enc.max_tokens, "variant": enc.variant,
+                      "precision": getattr(enc, "precision", "fp32")}
     manifest = {
         "fingerprint": fingerprint,
         "model": model_info,
@@ -620,6 +633,50 @@ def _sentence_vectors(spans: list[SentenceSpan], chunks: list[Chunk], texts: dic
     return vectors, embedded, enc
 
 
+def _pooled_vectors(chunks: list[Chunk], spans: list[SentenceSpan], previous: store.LoadedIndex | None,
+                    enc: Encoder | None, settings: IndexerSettings):
+    """Chunk and sentence vectors from one pass over the chunks that need it (encode_spans).
+
+    A chunk runs through the model when its vector or any of its sentences' is not in the previous
+    build; its sentences are pooled from that pass. Returns (chunk vectors, sentence vectors,
+    encoder, (chunks encoded, chunk vectors reused, sentences pooled)).
+    """
+    reuse_c: dict[str, np.ndarray] = {}
+    reuse_s: dict[str, np.ndarray] = {}
+    if previous is not None:
+        reuse_c = {c.content_hash: previous.vectors[row] for row, c in enumerate(previous.chunks)}
+        if previous.sentence_vectors is not None:
+            reuse_s = {x.content_hash: previous.sentence_vectors[i] for i, x in enumerate(previous.sentences)}
+    dim = enc.dim if enc else (previous.vectors.shape[1] if previous is not None else 1)
+    by_chunk: list[list[int]] = [[] for _ in chunks]
+    for i, x in enumerate(spans):
+        by_chunk[x.chunk_row].append(i)
+    need = [r for r, c in enumerate(chunks)
+            if c.content_hash not in reuse_c or any(spans[i].content_hash not in reuse_s for i in by_chunk[r])]
+    if need and enc is None:
+        enc = _load_encoder(settings)
+        dim = enc.dim
+    vectors = np.zeros((len(chunks), dim), dtype=np.float32)
+    sentence_vectors = np.zeros((len(spans), dim), dtype=np.float32)
+    needed = set(need)
+    for r, c in enumerate(chunks):
+        if r not in needed:
+            vectors[r] = reuse_c[c.content_hash]
+            for i in by_chunk[r]:
+                sentence_vectors[i] = reuse_s[spans[i].content_hash]
+    if need:
+        log.info("embedding %d chunks with %s (%s), their sentences pooled from the same pass", len(need), enc.name,
+                 enc.variant)
+        chunk_vecs, span_vecs = enc.encode_spans([chunks[r].embed_text for r in need],
+                                                 [[span_in_chunk(spans[i], chunks[r]) for i in by_chunk[r]] for r in need],
+                                                 settings.batch_size, settings.progress, desc="embed chunks")
+        vectors[need] = chunk_vecs
+        order = [i for r in need for i in by_chunk[r]]
+        sentence_vectors[order] = span_vecs
+    pooled_count = sum(len(by_chunk[r]) for r in need)
+    return vectors, sentence_vectors, enc, (len(need), len(chunks) - len(need), pooled_count)
+
+
 def _embed(hashes: list[str], text_of, reuse: dict[str, np.ndarray], enc: Encoder | None,
            settings: IndexerSettings, what: str, previous: store.LoadedIndex | None):
     """Vectors for items by content hash: reused from the previous build when unchanged, else encoded."""
@@ -640,7 +697,7 @@ def _embed(hashes: list[str], text_of, reuse: dict[str, np.ndarray], enc: Encode
 
 def _load_encoder(settings: IndexerSettings) -> Encoder:
     return load_encoder(settings.model, settings.encoder_variant, store.encoder_cache_dir(settings.index_dir),
-                        thread_cap(settings))
+                        thread_cap(settings), settings.encoder_precision)
 
 
 def _tiktoken_counter(encoding: str):

@@ -42,11 +42,29 @@ def span_embed_text(span: SentenceSpan, chunks: Sequence[Chunk], texts: dict[str
     return embed_text(c, texts[c.doc_id][span.start:span.end])
 
 
-def sentence_spans(chunks: Sequence[Chunk], texts: dict[str, str], model_name: str) -> list[SentenceSpan]:
-    """Every sentence of every chunk, in chunk order, so a chunk's sentences are one contiguous run."""
+# How sentence vectors are made (BOARDPAPERS_SENTENCE_VECTORS): "separate", each sentence encoded
+# on its own as embed_text gives it; "pooled", its tokens' mean in its chunk's own forward pass.
+SENTENCE_VECTORS = ("pooled", "separate")
+
+
+def sentence_spans(chunks: Sequence[Chunk], texts: dict[str, str], model_name: str,
+                   pooled: bool = False) -> list[SentenceSpan]:
+    """Every sentence of every chunk, in chunk order, so a chunk's sentences are one contiguous run.
+
+    A pooled sentence's vector depends on its whole chunk, so its content hash covers the chunk's
+    (and its place in it): an edit elsewhere in the chunk makes a new vector, as it should.
+    """
     out: list[SentenceSpan] = []
     for row, c in enumerate(chunks):
         text = texts[c.doc_id]
         for s, e in split(text, c.char_start, c.char_end):
-            out.append(SentenceSpan(row, s, e, content_hash(model_name, embed_text(c, text[s:e]))))
+            what = (f"pooled\x00{c.content_hash}\x00{s - c.char_start}\x00{e - c.char_start}" if pooled
+                    else embed_text(c, text[s:e]))
+            out.append(SentenceSpan(row, s, e, content_hash(model_name, what)))
     return out
+
+
+def span_in_chunk(span: SentenceSpan, chunk: Chunk) -> tuple[int, int]:
+    """The span as offsets into its chunk's embed_text, which ends with the chunk's text."""
+    base = len(chunk.embed_text) - (chunk.char_end - chunk.char_start)
+    return base + span.start - chunk.char_start, base + span.end - chunk.char_start

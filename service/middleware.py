@@ -112,6 +112,7 @@ class RequestMiddleware:
             seconds = time.perf_counter() - t0
             route = _route_label(scope)
             self.metrics.observe_request(scope["method"], route, state["status"], seconds)
-            log.info("request", extra={"request_id": rid, "method": scope["method"], "route": route, "path": scope.get("path"),
-                                       "status": state["status"], "duration_ms": round(seconds * 1000, 2)})
+            if log.isEnabledFor(logging.INFO):  # the line's fields are not even gathered when it is not written
+                log.info("request", extra={"request_id": rid, "method": scope["method"], "route": route, "path": scope.get("path"),
+                                           "status": state["status"], "duration_ms": round(seconds * 1000, 2)})
             request_id.reset(token)

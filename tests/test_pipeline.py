@@ -64,7 +64,8 @@ def test_build_then_load(built, tiny_corpus):
     assert set(loaded.documents) == {PACK_ID, MD_ID, HTML_ID}
 
     m = loaded.manifest
-    assert m["model"] == {"name": "fake-hashing-64", "dim": 64, "max_tokens": 254, "variant": "hashing"}
+    assert m["model"] == {"name": "fake-hashing-64", "dim": 64, "max_tokens": 254, "variant": "hashing",
+                          "precision": "fp32"}
     assert m["format_version"] == store.FORMAT_VERSION
     assert m["counts"]["documents"] == 3 and m["counts"]["chunks"] == len(loaded.chunks)
     assert m["counts"]["tokens"] == sum(c.tokens for c in loaded.chunks) > 0
@@ -641,12 +642,39 @@ def test_changed_file_reembeds_only_its_new_sentences(built, tiny_corpus, fake_e
     old_hashes = {x.content_hash for x in old.sentences}
     fresh = [x for x in new.sentences if x.content_hash not in old_hashes]
     assert report.embedded_sentences == len(fresh) > 0
-    # Every stored vector is the encoder's vector of the sentence's embedded text.
+    # Separate (the default): every stored vector is the encoder's vector of the sentence's embedded text.
+    assert new.manifest["fingerprint"]["sentence_vectors"] == "separate"
     for i in (0, len(new.sentences) - 1):
         x = new.sentences[i]
         c = new.chunks[x.chunk_row]
         expect = fake_encoder.encode([embed_text(c, new.texts[c.doc_id][x.start:x.end])])[0]
         assert np.allclose(new.sentence_vectors[i], expect, atol=1e-6)
+
+
+def test_pooled_sentence_vectors_come_from_the_chunks_pass(built, tiny_corpus, fake_encoder):
+    settings, _, old = built
+    pooled = settings.model_copy(update={"sentence_vectors": "pooled"})
+    # A change of mode re-embeds every sentence (its vector is another one) and says so in the manifest.
+    report = _build(pooled, fake_encoder)
+    assert not report.up_to_date and report.embedded_sentences == len(old.sentences) > 0
+    new = store.load_index(settings.index_dir)
+    assert new.manifest["fingerprint"]["sentence_vectors"] == "pooled"
+    assert [(x.chunk_row, x.start, x.end) for x in new.sentences] == [(x.chunk_row, x.start, x.end) for x in old.sentences]
+    # Each is the encoder's span vector of the sentence within its chunk, which for the bag-of-words
+    # test encoder is the vector of the sentence's own words (no section path).
+    for i in (0, len(new.sentences) - 1):
+        x = new.sentences[i]
+        expect = fake_encoder.encode([new.texts[new.chunks[x.chunk_row].doc_id][x.start:x.end]])[0]
+        assert np.allclose(new.sentence_vectors[i], expect, atol=1e-6)
+    assert _build(pooled, fake_encoder).up_to_date
+    # An edit re-pools only the sentences of the chunks it changed.
+    md = tiny_corpus / f"{MD_ID}.md"
+    md.write_text(md.read_text(encoding="utf-8") + "\n## Funding\n\nA new grant pays for school nurses.\n", encoding="utf-8")
+    edited = _build(pooled, fake_encoder)
+    after = store.load_index(settings.index_dir)
+    fresh = {x.chunk_row for x in after.sentences if x.content_hash not in {y.content_hash for y in new.sentences}}
+    assert 0 < edited.embedded == len(fresh) < len(after.chunks)
+    assert edited.embedded_sentences == sum(1 for x in after.sentences if x.chunk_row in fresh)
 
 
 def test_sentence_vectors_that_do_not_match_their_spans_are_refused(built):
