@@ -30,7 +30,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -42,21 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-COUNCILS = [f"Synthetic Borough Council {i:02d}" for i in range(20)]
+from benchmarks.synthetic import COUNCILS, pct, vocabulary  # noqa: E402
 CENTRES = 2000
 PER_DOC = 50
 SPREAD = 1.2  # noise norm around a centre: cos(vector, centre) = 1 / sqrt(1 + SPREAD**2) ~ 0.64
 
-
-def pct(values, p):
-    return float(np.percentile(values, p)) if len(values) else None
-
-
-def vocabulary() -> list[str]:
-    words = Counter()
-    for f in (ROOT / "corpus").glob("*.txt"):
-        words.update(w for w in f.read_text(encoding="utf-8").lower().split() if w.isalpha() and len(w) > 2)
-    return [w for w, _ in words.most_common(8000)]
 
 
 def clustered_vectors(n: int, dim: int, seed: int) -> np.ndarray:

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -33,18 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-COUNCILS = [f"Synthetic Borough Council {i:02d}" for i in range(20)]
+from benchmarks.synthetic import COUNCILS, pct, vocabulary  # noqa: E402
 
-
-def pct(values, p):
-    return float(np.percentile(values, p)) if values else None
-
-
-def vocabulary() -> list[str]:
-    words = Counter()
-    for f in (ROOT / "corpus").glob("*.txt"):
-        words.update(w for w in f.read_text(encoding="utf-8").lower().split() if w.isalpha() and len(w) > 2)
-    return [w for w, _ in words.most_common(8000)]
 
 
 def synthetic_index(folder: Path, n: int, dim: int, model: dict) -> None:
