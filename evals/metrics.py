@@ -47,3 +47,16 @@ def from_graded_run(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Ma
     if isinstance(scores, float):
         scores = {metrics[0]: scores}
     return {m: float(v) for m, v in scores.items()}
+
+
+def auc(scores, labels) -> float:
+    """Area under the ROC curve: the chance a random positive outranks a random negative (ties count half).
+    What the judges are early-stopped on (evals/train_judge.py, evals/train_cross.py)."""
+    import numpy as np
+
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    pos, neg = scores[labels > 0.5], scores[labels <= 0.5]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))

@@ -96,7 +96,7 @@ def score_lists(model, tok, ex, lists: Lists, offset: np.ndarray, light_weight: 
 def dev_metrics(ex, lists: Lists, scores: list[np.ndarray]) -> tuple[float, float]:
     """(question AUC of the best score: its candidate answers vs not; share of answerable questions
     whose best candidate answers), as train_judge measures the light judge."""
-    from evals.train_judge import auc
+    from evals.metrics import auc
 
     best, good = [], []
     for rows, qi, s in zip(lists.rows, lists.question, scores):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evals.metrics import auc
 from evals.train_encoder import sentence_holds
 from service.judge import JUDGE_VERSION
 
@@ -80,15 +81,6 @@ def question_scores(ex: Examples, probs: np.ndarray) -> tuple[np.ndarray, np.nda
         best.append(float(probs[m][j]))
         good.append(float(ex.labels[m][j]))
     return np.asarray(best), np.asarray(good)
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    pos, neg = scores[labels > 0.5], scores[labels <= 0.5]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    # The chance a random positive outranks a random negative (ties count half).
-    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(wins / (len(pos) * len(neg)))
 
 
 def fit(train: Examples, dev: Examples, *, hidden: int = 64, epochs: int = 20, lr: float = 1e-3,

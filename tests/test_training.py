@@ -8,7 +8,7 @@ import random
 import numpy as np
 
 from evals.train_encoder import Triplet, batches, sentence_holds
-from evals.train_judge import auc
+from evals.metrics import auc
 from evals.trainset import is_dev, section_key, split
 
 
