@@ -117,7 +117,9 @@ class Answerer:
         from service.crossjudge import pair_text
 
         pair, scalars = self.judge_features(g, self.judge.uses_tokens)
-        return self.judge.scores(g.question.query, pair, scalars, [pair_text(c) for c in g.candidates])
+        # The texts only the second stage reads (not built when the judge has none, as shipped).
+        texts = [pair_text(c) for c in g.candidates] if self.judge.cross is not None else []
+        return self.judge.scores(g.question.query, pair, scalars, texts)
 
     def search_reranked(self, text: str, k: int, filters: Filters | None = None, depth: int = 20) -> list[Hit]:
         """The first `depth` passages of the hybrid search, reordered by the judge; the best k.
