@@ -41,11 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.synthetic import COUNCILS, pct, vocabulary  # noqa: E402
+from benchmarks.synthetic import COUNCILS, pct, vocabulary, write_result  # noqa: E402
+
 CENTRES = 2000
 PER_DOC = 50
 SPREAD = 1.2  # noise norm around a centre: cos(vector, centre) = 1 / sqrt(1 + SPREAD**2) ~ 0.64
-
 
 
 def clustered_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -295,9 +295,7 @@ def main() -> int:
             raise SystemExit(f"the {kind} service run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
         result["service"][kind] = json.loads(line[0][7:])
     result["load_average_end"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
     return 0
 
 

@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.synthetic import COUNCILS, pct, vocabulary  # noqa: E402
-
+from benchmarks.synthetic import COUNCILS, pct, vocabulary, write_result  # noqa: E402
 
 
 def synthetic_index(folder: Path, n: int, dim: int, model: dict) -> None:
@@ -151,9 +150,7 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
     return 0
 
 

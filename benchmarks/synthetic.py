@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -21,3 +22,10 @@ def vocabulary() -> list[str]:
     for f in (ROOT / "corpus").glob("*.txt"):
         words.update(w for w in f.read_text(encoding="utf-8").lower().split() if w.isalpha() and len(w) > 2)
     return [w for w, _ in words.most_common(8000)]
+
+
+def write_result(out: Path, result: dict) -> None:
+    """The benchmark's result as JSON at out (benchmarks/results/*.json), and on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
