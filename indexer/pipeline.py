@@ -29,7 +29,7 @@ from indexer.config import IndexerSettings, thread_cap
 from indexer.dates import ISO, format_date
 from indexer.decisions import extract_decisions
 from indexer.discover import check_corpus_dir, discover
-from indexer.embed import Encoder, can_pool, cap_threads, load_encoder, resolve_precision, variant_of
+from indexer.embed import Encoder, HashingEncoder, can_pool, cap_threads, load_encoder, resolve_precision, variant_of
 from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
     Chunk, Decision, DocumentMeta, DocumentRecord, Duplicate, ParsedDocument, PartSpan, SentenceSpan, Skipped,
@@ -193,7 +193,10 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
     todo = [s for s in sources if s.doc_id not in reused]
     fresh = {s.doc_id: (preparsed or {})[s.doc_id] for s in todo
              if (preparsed or {}).get(s.doc_id) is not None and preparsed[s.doc_id].sha256 == s.sha256}
-    fresh.update(_parse_many([s for s in todo if s.doc_id not in fresh], settings, report, skipped_sha))
+    # A build that loads the real model parses in a worker process (see _parse_many); one given an
+    # encoder (the tests' fake) or using the fake model by name has no model to make room for.
+    apart = encoder is None and variant != HashingEncoder.variant
+    fresh.update(_parse_many([s for s in todo if s.doc_id not in fresh], settings, report, skipped_sha, apart))
     for src in _council_changed(sources, fresh, reused, previous):
         # Indexed before without a council, which a paper new to this build now gives, or with
         # one taken from papers that are gone or changed.
@@ -411,14 +414,23 @@ _POOL_FROM_FILES = 8
 
 
 def _parse_many(sources: list[SourceFile], settings: IndexerSettings, report: BuildReport,
-                skipped_sha: dict[str, str]) -> dict[str, ParsedDocument]:
-    """Parsed documents by id, over a process pool of settings.parse_workers (0: one per core)."""
+                skipped_sha: dict[str, str], apart: bool = False) -> dict[str, ParsedDocument]:
+    """Parsed documents by id, over a process pool of settings.parse_workers (0: one per core).
+
+    Below _POOL_FROM_FILES files they are parsed here, or with `apart` in one worker process:
+    unstructured, spaCy and what they import (PyTorch through thinc among them) take about 0.9 GB
+    that stays resident once imported, and a build that then loads the model in this process
+    holds both at its peak. The worker exits before the model loads; only the parsed records
+    (ParsedDocument, pickled) come back.
+    """
     from tqdm import tqdm
 
     workers = min(settings.parse_workers or thread_cap(settings), len(sources))
+    if len(sources) < _POOL_FROM_FILES:
+        workers = 1 if apart and sources else 0
     fresh: dict[str, ParsedDocument] = {}
     bar = tqdm(total=len(sources), desc="parse", unit="file", disable=not settings.progress)
-    if workers <= 1 or len(sources) < _POOL_FROM_FILES:
+    if workers < 1 or (workers == 1 and not apart):
         for src in sources:
             parsed = _parse_or_skip(src, settings, report, skipped_sha)
             if parsed is not None:
@@ -430,7 +442,7 @@ def _parse_many(sources: list[SourceFile], settings: IndexerSettings, report: Bu
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: the parent may hold FAISS's OpenMP pool or a server's threads, which a forked
-    # child inherits half-made.
+    # child inherits half-made (and a forked child would share, not drop, nothing of the parent's).
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_parse_in_worker, src, settings.pdf_strategy, settings.max_file_mb) for src in sources]
         for src, future in zip(sources, futures):

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
     args = parser.parse_args(argv)
-    offline.configure()
+    offline.switches()  # the service never parses: no unstructured, no spaCy
 
     from service.config import ServiceSettings
 

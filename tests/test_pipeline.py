@@ -723,3 +723,50 @@ def test_parsing_in_a_process_pool_builds_the_same_index(tmp_path, tiny_corpus_f
     a, b = store.load_index(tmp_path / "pooled"), store.load_index(tmp_path / "serial")
     assert a.chunks == b.chunks and len(a.chunks) > 0
     assert np.array_equal(a.vectors, b.vectors)
+
+
+def test_a_build_of_few_files_parses_in_a_worker_process_to_the_same_records(tmp_path, tiny_corpus, settings_for,
+                                                                             two_page_pdf, monkeypatch):
+    # Fewer files than the pool's threshold, a PDF and an unreadable one among them: parsed apart
+    # (so unstructured and spaCy never load beside the model), the records and skips are the ones
+    # parsing here gives.
+    shutil.copy(two_page_pdf, tiny_corpus / "two-pages.pdf")
+    (tiny_corpus / "broken.pdf").write_bytes(b"%PDF-1.4 not really a pdf")
+    from indexer.discover import discover
+
+    sources = discover(tiny_corpus)
+    assert 3 < len(sources) < pipeline._POOL_FROM_FILES
+    settings = settings_for(tiny_corpus)
+    here_report, here_skipped = pipeline.BuildReport(settings.index_dir), {}
+    here = pipeline._parse_many(sources, settings, here_report, here_skipped)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("parsed in the build's own process")
+
+    monkeypatch.setattr(pipeline, "_parse_or_skip", not_here)
+    apart_report, apart_skipped = pipeline.BuildReport(settings.index_dir), {}
+    apart = pipeline._parse_many(sources, settings, apart_report, apart_skipped, apart=True)
+    assert apart == here and len(apart) == len(sources) - 1
+    assert apart_report.skipped == here_report.skipped and [s.path for s in apart_report.skipped] == [
+        str(tiny_corpus / "broken.pdf")]
+    assert apart_skipped == here_skipped
+    assert pipeline._parse_many([], settings, apart_report, apart_skipped, apart=True) == {}
+
+
+@pytest.mark.parametrize("model, given, apart", [(DEFAULT_MODEL, False, True), ("fake-hashing-64", False, False),
+                                                 (DEFAULT_MODEL, True, False)])
+def test_only_a_build_that_loads_the_model_parses_apart(tmp_path, tiny_corpus, settings_for, fake_encoder, monkeypatch,
+                                                        model, given, apart):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(sources, settings, report, skipped_sha, apart=False):
+        seen.append(apart)
+        raise Stop
+
+    monkeypatch.setattr(pipeline, "_parse_many", record)
+    with pytest.raises(Stop):
+        pipeline.build(settings_for(tiny_corpus, model=model), fake_encoder if given else None)
+    assert seen == [apart]
