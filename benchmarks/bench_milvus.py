@@ -133,7 +133,8 @@ def main() -> int:
     result = {"passages": args.passages, "dim": encoder.dim, "make_index_s": round(made, 1)}
     try:
         t0 = time.perf_counter()
-        entry = publish(index.chunks, index.vectors, encoder.name, uri=uri, alias="bench")
+        entry = publish(index.chunks, index.vectors, index.sentences, index.sentence_vectors, encoder.name, uri=uri,
+                        alias="bench")
         store.record_backend(index.path, "milvus", entry)
         result["publish_s"] = round(time.perf_counter() - t0, 1)
         index = store.load_index(work / "index")

@@ -160,6 +160,15 @@ class ChunkColumns:
         return cls(ids=ids, date=np.array(dates, dtype=np.int64), words=np.array(words, dtype=np.int32),
                    text_key=np.array(keys, dtype=np.uint64), **cols)
 
+    def row_of(self) -> dict[str, int]:
+        """{chunk id: row}, made on first use and shared by whoever holds these columns (the
+        retriever and the local backend), so a million chunks cost one such map, not two."""
+        cached = self.__dict__.get("_row_of")
+        if cached is None:
+            cached = {cid: row for row, cid in enumerate(self.ids)}
+            object.__setattr__(self, "_row_of", cached)  # a cache, not a field: equality ignores it
+        return cached
+
     def matching(self, field: str, test) -> np.ndarray:
         """Boolean mask of the rows whose `field` label passes test(label)."""
         labels = getattr(self, "bodies" if field == "body" else field + "s")

@@ -71,7 +71,7 @@ class Retriever:
         # a chunk from disk when a hit needs it (indexer/store.py, ChunkTable).
         cols = columns_of(index.chunks)
         self._n = len(cols.ids)
-        self._row_of = {cid: row for row, cid in enumerate(cols.ids)}
+        self._row_of = cols.row_of()
         self._cols = cols
         self._dates = cols.date
         undated = cols.date < 0
@@ -161,21 +161,10 @@ class Retriever:
         return self.encoder.encode([query])[0]
 
     def _best_sentences(self, rows: list[int], query_vector: np.ndarray) -> list[tuple[int, float]]:
-        """Each candidate passage scored by its best sentence, best first."""
-        rows_a = np.asarray(rows, dtype=np.int64)
-        lo, hi = self._first_sentence[rows_a], self._first_sentence[rows_a + 1]
-        has = hi > lo
-        if not has.any():
-            return []
-        rows_a, lo, hi = rows_a[has], lo[has], hi[has]
-        # One matrix product over the candidates' sentences, then the max within each passage's run.
-        lengths = hi - lo
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        take = np.repeat(lo - offsets, lengths) + np.arange(lengths.sum())
-        sims = self.index.sentence_vectors[take] @ np.asarray(query_vector, dtype=np.float32)
-        best = np.maximum.reduceat(sims, offsets)
-        order = np.argsort(-best, kind="stable")
-        return [(int(rows_a[i]), float(best[i])) for i in order]
+        """Each candidate passage scored by its best sentence, best first (by the backend: the
+        folder's sentence vectors, or Milvus's sentence collection)."""
+        ids = self._cols.ids
+        return self._rows(self.backend.best_sentences(query_vector, [ids[r] for r in rows]))
 
     def _priors(self, fused: dict[int, float], question: Question) -> None:
         """Intent and length priors, scaled to the best fused score like the meeting boost."""

@@ -49,3 +49,23 @@ def test_cli_build_ray_then_an_unchanged_corpus_parses_and_embeds_nothing(tiny_c
     assert len(store.load_index(settings.index_dir).chunks) > 5
     assert main(argv) == 0
     assert "is up to date" in capsys.readouterr().out
+
+
+def test_the_ray_encoder_keeps_its_actors_the_driver_s_precision_and_every_row_in_place(tmp_path, local_ray):
+    from indexer.distributed import RayEncoder
+    from indexer.embed import HashingEncoder
+
+    local = HashingEncoder(64)
+    local.precision = "bf16"  # as the PyTorch encoder on a CPU with bf16: the manifest records the driver's
+    enc = RayEncoder(local, actors=2, rows_per_unit=3, cache_dir=tmp_path)
+    assert enc.precision == "bf16"
+    texts = [f"{'bowel screening uptake ' * (i % 7)}item {i}" for i in range(20)]  # lengths out of order
+    try:
+        first = enc.encode(texts, batch_size=2)
+        actors = list(enc._pool)
+        again = enc.encode(texts[::-1], batch_size=2)
+        assert enc._pool == actors and len(actors) == 2  # one pool for the build: the model loaded once per actor
+    finally:
+        enc.close()
+    assert np.allclose(first, HashingEncoder(64).encode(texts), atol=1e-6)
+    assert np.allclose(again, first[::-1], atol=1e-6)

@@ -1,5 +1,5 @@
-"""The Milvus backend against a real milvus-lite server on loopback: the same rankings as the local
-backend on the tiny corpus, incremental and atomic publishing, then the search API tests and the
+"""The Milvus backend against a real milvus-lite server on loopback: the same rankings and best-sentence
+scores as the local backend on the tiny corpus, incremental and atomic publishing of chunks and sentence spans, then the search API tests and the
 held-out retrieval eval on the bundled corpus published to it. Nothing is mocked."""
 
 from __future__ import annotations
@@ -65,7 +65,42 @@ def test_milvus_ranks_as_the_local_backend_under_every_filter(tiny_published, fa
             # BM25 weights are bm25s's formula over the same tokens: the same scores.
             _same_ranking(milvus.lexical(q, where, 10), local.lexical(q, where, 10), (q, where))
             compared += len(want_dense)
+        # Best sentences, read from the sentence collection and from the folder's vectors: the same
+        # scores for every chunk (all of them: those with sentences, those without, an unknown id).
+        ids = [c.id for c in index.chunks] + ["no-such-chunk"]
+        want, got = local.best_sentences(qv, ids), milvus.best_sentences(qv, ids)
+        _same_ranking(got, want, q)
+        assert len(want) == len({x.chunk_row for x in index.sentences}) > 10
     assert compared > 50  # the filters left something to compare
+    assert milvus.count_sentences() == len(index.sentences)
+
+
+def test_hybrid_search_on_milvus_is_the_local_ranking(tiny_published, fake_encoder):
+    """The whole retriever (BM25, dense, best sentence at the service's weights) on each backend."""
+    from service.retrieve import Retriever
+
+    settings, _ = tiny_published
+    index = store.load_index(settings.index_dir)
+    kw = {"fusion": "weighted", "sentence_weight": 0.3, "kind_boost": 0.2, "short_penalty": 0.2}
+    local = Retriever(index, fake_encoder, backend=open_backend("local", index), **kw)
+    milvus = Retriever(index, fake_encoder, backend=open_backend("milvus", index, uri=settings.milvus_uri), **kw)
+    assert local.sentence_weight == 0.3
+    for q in QUERIES:
+        want = [(h.chunk.id, h.score) for h in local.search(q, k=10)]
+        _same_ranking([(h.chunk.id, h.score) for h in milvus.search(q, k=10)], want, q)
+
+
+def test_the_limit_cutting_the_sentence_hits_asks_again_for_the_rest(tiny_published, fake_encoder, monkeypatch):
+    from indexer.backends import milvus as milvus_module
+
+    settings, _ = tiny_published
+    index = store.load_index(settings.index_dir)
+    backend = open_backend("milvus", index, uri=settings.milvus_uri)
+    qv = fake_encoder.encode(["air quality near schools"])[0]
+    ids = [c.id for c in index.chunks]
+    want = backend.best_sentences(qv, ids)
+    monkeypatch.setattr(milvus_module, "MAX_LIMIT", 3)  # three sentences a search: many rounds
+    _same_ranking(backend.best_sentences(qv, ids), want, "limit 3")
 
 
 def test_the_manifest_records_what_serves(tiny_published):
@@ -74,6 +109,18 @@ def test_the_manifest_records_what_serves(tiny_published):
     assert entry == report.published
     assert entry["alias"] == settings.milvus_alias and entry["mode"] == "rebuild"
     assert entry["collection"].startswith(settings.milvus_alias + "_")
+    assert entry["sentence_alias"] == settings.milvus_alias + "_sentences"
+    assert entry["sentences"] == entry["sentences_written"] == len(store.load_index(settings.index_dir).sentences)
+
+
+def test_a_collection_published_without_sentence_spans_asks_for_a_build(milvus_uri):  # noqa: F811
+    from indexer.backends.milvus import MilvusBackend, _client, create_collection
+
+    client = _client(milvus_uri, None)
+    create_collection(client, "chunks_only_s1", 8)
+    client.create_alias("chunks_only_s1", "chunks_only")
+    with pytest.raises(MilvusError, match="no sentence spans beside it"):
+        MilvusBackend.connect(milvus_uri, None, "chunks_only")
 
 
 def test_changed_document_is_upserted_and_a_removed_one_deleted(tiny_published, fake_encoder):
@@ -82,6 +129,7 @@ def test_changed_document_is_upserted_and_a_removed_one_deleted(tiny_published, 
     again = pipeline.build(settings, encoder=fake_encoder)
     assert again.up_to_date and again.published["mode"] == "incremental"
     assert again.published["written"] == 0 and again.published["deleted"] == 0
+    assert again.published["sentences_written"] == 0 and again.published["sentences_deleted"] == 0
     assert again.published["collection"] == first.published["collection"]
 
     md = settings.corpus_dir / "healthy-weight-notes.md"
@@ -95,8 +143,20 @@ def test_changed_document_is_upserted_and_a_removed_one_deleted(tiny_published, 
     new = {c.id for c in after.chunks} - {c.id for c in before.chunks}
     assert gone and new
     assert pub["deleted"] == len(gone) and 0 < pub["written"] < len(after.chunks)
+    # Sentence spans by content hash: the new ones written, the removed document's deleted, the rest kept.
+    from indexer.backends.base import sentences_of
+
+    s_before = {x.id: x.content_hash for x in sentences_of([c.id for c in before.chunks], before.sentences)}
+    s_after = {x.id: x.content_hash for x in sentences_of([c.id for c in after.chunks], after.sentences)}
+    assert pub["sentences_deleted"] == len(s_before.keys() - s_after.keys()) > 0
+    assert pub["sentences_written"] == sum(s_before.get(i) != h for i, h in s_after.items())
+    assert 0 < pub["sentences_written"] < len(after.sentences) == pub["sentences"]
     milvus = open_backend("milvus", after, uri=settings.milvus_uri)
-    assert milvus.count() == len(after.chunks)
+    assert milvus.count() == len(after.chunks) and milvus.count_sentences() == len(after.sentences)
+    assert dict(milvus.row_hashes(milvus.sentences)) == s_after
+    qv = fake_encoder.encode(["public health grant funding"])[0]
+    ids = [c.id for c in after.chunks]
+    _same_ranking(milvus.best_sentences(qv, ids), open_backend("local", after).best_sentences(qv, ids), "after")
     found = _ids(milvus.lexical("£1.5m public health grant funding", Where(), 5))
     assert found and found[0] in new
     assert not set(_ids(milvus.lexical("nitrogen dioxide air quality", Where(), 50))) & gone
@@ -106,13 +166,15 @@ def test_rebuild_goes_into_a_new_collection_and_switches_the_alias(tiny_publishe
     settings, first = tiny_published
     index = store.load_index(settings.index_dir)
     old = first.published["collection"]
-    entry = publish(index.chunks, index.vectors, index.manifest["model"]["name"], uri=settings.milvus_uri,
-                    alias=settings.milvus_alias, rebuild=True)
+    entry = publish(index.chunks, index.vectors, index.sentences, index.sentence_vectors,
+                    index.manifest["model"]["name"], uri=settings.milvus_uri, alias=settings.milvus_alias, rebuild=True)
     assert entry["mode"] == "rebuild" and entry["collection"] != old
     milvus = open_backend("milvus", index, uri=settings.milvus_uri)
     assert milvus.client.describe_collection(settings.milvus_alias)["collection_name"] == entry["collection"]
-    assert not milvus.client.has_collection(old)
-    assert milvus.count() == len(index.chunks)
+    assert milvus.client.describe_collection(entry["sentence_alias"])["collection_name"] == \
+        entry["sentence_collection"] == entry["collection"] + "_sentences"
+    assert not milvus.client.has_collection(old) and not milvus.client.has_collection(old + "_sentences")
+    assert milvus.count() == len(index.chunks) and milvus.count_sentences() == len(index.sentences)
 
 
 def test_an_index_never_published_says_how_to_publish_it(tiny_corpus, settings_for, fake_encoder, milvus_uri):  # noqa: F811

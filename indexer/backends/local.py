@@ -2,8 +2,10 @@
 
 Filters are a boolean mask over chunk rows, applied inside FAISS (an ID selector) and to the
 BM25 scores, so a filter never costs recall (on an HNSW index, a narrow filter can: the graph
-walk passes over rows it may not return; see README, "A million chunks"). Writes are not by id: the indexer writes a whole
-new build folder and swaps it in (store.write_index), which is what keeps it atomic.
+walk passes over rows it may not return; see README, "A million chunks"). Best sentences are
+read from the folder's sentence vectors (a chunk's sentences are one run of rows). Writes are
+not by id: the indexer writes a whole new build folder and swaps it in (store.write_index),
+which is what keeps it atomic.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from typing import Sequence
 
 import numpy as np
 
-from indexer.backends.base import Scored, Where
+from indexer.backends.base import Scored, Sentence, Where
 from indexer.records import Chunk
 from indexer.store import ChunkColumns
+
+
+WRITTEN_WHOLE = "the local index is written whole: build it with `python -m indexer build`"
 
 
 def columns_of(chunks) -> ChunkColumns:
@@ -32,6 +37,9 @@ class LocalBackend:
         self._n = len(self._ids)
         self._hnsw = (index.manifest.get("dense_index") or {}).get("kind") == "hnsw"
         self._last: tuple[Where, np.ndarray] | None = None
+        # Sentences are stored in chunk order, so chunk r's sentences are rows [first[r], first[r+1]).
+        owner = np.array([x.chunk_row for x in index.sentences], dtype=np.int64)
+        self._first_sentence = np.searchsorted(owner, np.arange(self._n + 1))
 
     def mask(self, f: Where) -> np.ndarray:
         # A hybrid search asks for the same filters' mask twice (BM25, then dense); at a million
@@ -88,11 +96,40 @@ class LocalBackend:
         scores, rows = self.index.faiss_index.search(q, depth, params=params)
         return [(self._ids[int(i)], float(s)) for i, s in zip(rows[0], scores[0]) if i >= 0]
 
+    def best_sentences(self, vector: np.ndarray, chunk_ids: Sequence[str]) -> Scored:
+        vecs = self.index.sentence_vectors
+        if vecs is None or not chunk_ids:
+            return []
+        row_of = self._cols.row_of()
+        rows_a = np.fromiter((row_of[i] for i in chunk_ids if i in row_of), dtype=np.int64)
+        lo, hi = self._first_sentence[rows_a], self._first_sentence[rows_a + 1]
+        has = hi > lo
+        if not has.any():
+            return []
+        rows_a, lo, hi = rows_a[has], lo[has], hi[has]
+        # One matrix product over the candidates' sentences, then the max within each passage's run.
+        lengths = hi - lo
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        take = np.repeat(lo - offsets, lengths) + np.arange(lengths.sum())
+        sims = vecs[take] @ np.asarray(vector, dtype=np.float32)
+        best = np.maximum.reduceat(sims, offsets)
+        order = np.argsort(-best, kind="stable")
+        return [(self._ids[int(rows_a[i])], float(best[i])) for i in order]
+
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        raise NotImplementedError("the local index is written whole: build it with `python -m indexer build`")
+        raise NotImplementedError(WRITTEN_WHOLE)
 
     def delete(self, ids: Sequence[str]) -> None:
-        raise NotImplementedError("the local index is written whole: build it with `python -m indexer build`")
+        raise NotImplementedError(WRITTEN_WHOLE)
 
     def count(self) -> int:
         return self._n
+
+    def upsert_sentences(self, sentences: Sequence[Sentence], vectors: np.ndarray) -> None:
+        raise NotImplementedError(WRITTEN_WHOLE)
+
+    def delete_sentences(self, ids: Sequence[str]) -> None:
+        raise NotImplementedError(WRITTEN_WHOLE)
+
+    def count_sentences(self) -> int:
+        return len(self.index.sentences)

@@ -1,6 +1,7 @@
-"""The Milvus backend: one collection of chunks behind an alias, on a Milvus cluster or milvus-lite.
+"""The Milvus backend: a collection of chunks and one of their sentence spans, each behind an alias,
+on a Milvus cluster or milvus-lite.
 
-Schema (one row per chunk, primary key the chunk id):
+Chunks (alias <alias>; one row per chunk, primary key the chunk id):
 
     id            VARCHAR   chunk id ("<doc_id>:<start>-<end>"), as in chunks.jsonl
     doc_id        VARCHAR   its document
@@ -13,6 +14,23 @@ Schema (one row per chunk, primary key the chunk id):
     sparse        SPARSE_FLOAT_VECTOR   the chunk's BM25 term weights (SPARSE_INVERTED_INDEX, metric IP)
     dense         FLOAT_VECTOR(dim)     the L2-normalised chunk vector (HNSW, M 16, efConstruction 200,
                             metric IP = cosine; searched with ef = max(128, 2 x depth))
+
+Sentence spans (alias <alias>_sentences, collection <chunk collection>_sentences; one row per span):
+
+    id            VARCHAR   "<chunk id>/<start>-<end>" (indexer/backends/base.py, sentence_id)
+    chunk_id      VARCHAR   its chunk: what the best-sentence score filters on (`chunk_id in [...]`)
+    row_hash      VARCHAR   the span's content hash (model + embedded text): its vector's identity
+    dense         FLOAT_VECTOR(dim)     the L2-normalised sentence vector (FLAT, metric IP)
+
+Their own collection, not rows of the chunks' one: chunk searches would otherwise walk a graph
+five times as large and filter four rows in five out of it, and a sentence row needs none of the
+chunk's filter fields or its BM25 terms. FLAT, not HNSW: the sentence collection is only ever
+searched under `chunk_id in [the candidates]`, a couple of hundred chunks' sentences, where
+Milvus scans the filtered rows whatever the index (and an HNSW graph would cost a sixth more
+memory for nothing); FLAT scans them exactly, so the best-sentence scores equal the local
+backend's. Best sentences are one search with limit 16,384 (Milvus's largest) over the
+candidates' sentences, the maximum per chunk taken here; if the limit cut the hits, the chunks
+not yet scored are asked again.
 
 BM25 weights are computed here, not by Milvus's BM25 function: a term of the sparse vector is a
 token of indexer/lexical.py (stemmed, stop-worded, as the local index sees it) and its weight is
@@ -31,7 +49,12 @@ Publishing (the indexer, after a build): into the collection the alias serves wh
 fingerprint (model, dimension, schema) matches: upserts of rows whose row_hash changed or is new,
 deletes of ids no longer in the build. Otherwise - or when asked to rebuild - into a new
 collection named <alias>_<fingerprint>_<stamp>, checked, then the alias is switched to it and the old
-collection dropped: readers go through the alias and never see half an index.
+collection dropped: readers go through the alias and never see half an index. Sentence spans go
+the same way beside their chunks: upserted where their content hash changed or is new, deleted by
+id when gone; or a new <collection>_sentences filled and checked with the new chunk collection.
+Milvus switches one alias per call: the sentences' alias is switched first, then the chunks', so
+between the two calls (milliseconds) a reader may score old chunks against new sentences, and
+a chunk whose every sentence changed gets no best-sentence score in that moment.
 """
 
 from __future__ import annotations
@@ -48,19 +71,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from indexer.backends.base import Scored, Where
+from indexer.backends.base import Scored, Sentence, Where, sentences_of
 from indexer.lexical import tokenize
-from indexer.records import Chunk
+from indexer.records import Chunk, SentenceSpan
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sentence spans in their own collection beside the chunks'
 DEFAULT_ALIAS = "boardpapers"
 SEARCH_CONSISTENCY = "Bounded"
 NUM_PARTITIONS = 64  # partition-key buckets; a few hundred councils hash into these
 HNSW = {"M": 16, "efConstruction": 200}
 BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults
 BATCH = 1000  # rows per insert/upsert request (well under Milvus's 64 MB message limit at dim 384)
+MAX_LIMIT = 16_384  # Milvus's largest search limit (topk)
+SENTENCES = "_sentences"  # suffix of the sentence spans' collection and alias
+
+
+def sentence_collection(collection: str) -> str:
+    """The sentence spans' collection (or alias) beside a chunk collection (or alias)."""
+    return collection + SENTENCES
 
 
 class MilvusError(Exception):
@@ -200,9 +230,10 @@ def _client(uri: str | None, token: str | None):
 class MilvusBackend:
     name = "milvus"
 
-    def __init__(self, client, collection: str) -> None:
+    def __init__(self, client, collection: str, sentences: str | None = None) -> None:
         self.client = client
         self.collection = collection
+        self.sentences = sentences or sentence_collection(collection)
 
     @classmethod
     def connect(cls, uri: str | None, token: str | None, collection: str) -> "MilvusBackend":
@@ -210,8 +241,13 @@ class MilvusBackend:
         if not client.has_collection(collection):
             raise MilvusError(f"no collection or alias {collection!r} at {uri}: build the index with "
                               "BOARDPAPERS_BACKEND=milvus")
+        sentences = sentence_collection(collection)
+        if not client.has_collection(sentences):
+            raise MilvusError(f"{collection!r} at {uri} has no sentence spans beside it ({sentences!r}; published "
+                              "before they were): build the index again with BOARDPAPERS_BACKEND=milvus")
         client.load_collection(collection)
-        return cls(client, collection)
+        client.load_collection(sentences)
+        return cls(client, collection, sentences)
 
     # ------------------------------------------------------------ search
 
@@ -232,6 +268,26 @@ class MilvusBackend:
             output_fields=["id"], search_params={"metric_type": "IP"}, consistency_level=SEARCH_CONSISTENCY)
         return [(h["id"], float(h["distance"])) for h in res[0] if h["distance"] > 0]
 
+    def best_sentences(self, vector: np.ndarray, chunk_ids: Sequence[str]) -> Scored:
+        q = [np.asarray(vector, dtype=np.float32).tolist()]
+        best: dict[str, float] = {}
+        todo = list(dict.fromkeys(chunk_ids))
+        while todo:
+            res = self.client.search(
+                self.sentences, data=q, anns_field="dense", limit=MAX_LIMIT,
+                filter=f"chunk_id in {json.dumps(todo, ensure_ascii=False)}", output_fields=["chunk_id"],
+                search_params={"metric_type": "IP"}, consistency_level=SEARCH_CONSISTENCY)
+            hits = res[0]
+            for h in hits:  # best first: a chunk's first hit is its best sentence
+                best.setdefault(h["entity"]["chunk_id"], float(h["distance"]))
+            if len(hits) < MAX_LIMIT:
+                break
+            # The limit cut the hits: the chunks still unscored have sentences below the cut.
+            todo = [c for c in todo if c not in best]
+        # Ties in the candidates' order, as the local backend breaks them.
+        order = {c: i for i, c in enumerate(chunk_ids)}
+        return sorted(best.items(), key=lambda kv: (-kv[1], order.get(kv[0], 0)))
+
     # ------------------------------------------------------------ writes
 
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, stats: Bm25Stats | None = None,
@@ -248,15 +304,32 @@ class MilvusBackend:
         for lo in range(0, len(ids), BATCH):
             self.client.delete(self.collection, ids=ids[lo:lo + BATCH])
 
-    def count(self) -> int:
-        res = self.client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
+    def upsert_sentences(self, sentences: Sequence[Sentence], vectors: np.ndarray) -> None:
+        for lo in range(0, len(sentences), BATCH):
+            part = sentences[lo:lo + BATCH]
+            vecs = np.asarray(vectors[lo:lo + len(part)], dtype=np.float32)
+            rows = [{"id": x.id, "chunk_id": x.chunk_id, "row_hash": x.content_hash, "dense": v.tolist()}
+                    for x, v in zip(part, vecs)]
+            self.client.upsert(self.sentences, rows)
+
+    def delete_sentences(self, ids: Sequence[str]) -> None:
+        ids = list(ids)
+        for lo in range(0, len(ids), BATCH):
+            self.client.delete(self.sentences, ids=ids[lo:lo + BATCH])
+
+    def count_sentences(self) -> int:
+        return self.count(self.sentences)
+
+    def count(self, collection: str | None = None) -> int:
+        res = self.client.query(collection or self.collection, filter="", output_fields=["count(*)"],
+                                consistency_level="Strong")
         return int(res[0]["count(*)"])
 
-    def row_hashes(self) -> dict[str, str]:
-        """{chunk id: row_hash} of every row held, read in pages."""
+    def row_hashes(self, collection: str | None = None) -> dict[str, str]:
+        """{id: row_hash} of every row held (chunks, or the sentence collection), read in pages."""
         out: dict[str, str] = {}
-        it = self.client.query_iterator(self.collection, batch_size=5000, filter="", output_fields=["id", "row_hash"],
-                                        consistency_level="Strong")
+        it = self.client.query_iterator(collection or self.collection, batch_size=5000, filter="",
+                                        output_fields=["id", "row_hash"], consistency_level="Strong")
         try:
             while batch := it.next():
                 out.update((r["id"], r["row_hash"]) for r in batch)
@@ -289,26 +362,54 @@ def create_collection(client, name: str, dim: int) -> None:
                              consistency_level=SEARCH_CONSISTENCY)
 
 
+def create_sentence_collection(client, name: str, dim: int) -> None:
+    from pymilvus import DataType
+
+    s = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    s.add_field("id", DataType.VARCHAR, is_primary=True, max_length=1100)
+    s.add_field("chunk_id", DataType.VARCHAR, max_length=1024)
+    s.add_field("row_hash", DataType.VARCHAR, max_length=64)
+    s.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
+    ip = client.prepare_index_params()
+    ip.add_index("dense", index_type="FLAT", metric_type="IP")
+    # The filter every sentence search has (`chunk_id in [...]`) resolved by an index, not a scan.
+    ip.add_index("chunk_id", index_type="INVERTED")
+    client.create_collection(name, schema=s, index_params=ip, consistency_level=SEARCH_CONSISTENCY)
+
+
+def _point(client, alias: str, name: str) -> None:
+    if alias in client.list_aliases().get("aliases", []):
+        client.alter_alias(name, alias)
+    else:
+        client.create_alias(name, alias)
+
+
 def _serving(client, alias: str) -> str | None:
     if alias not in client.list_aliases().get("aliases", []):
         return None
     return client.describe_collection(alias)["collection_name"]
 
 
-def publish(chunks: Sequence[Chunk], vectors: np.ndarray, model: str, *, uri: str | None, token: str | None = None,
+def publish(chunks: Sequence[Chunk], vectors: np.ndarray, spans: Sequence[SentenceSpan],
+            sentence_vectors: np.ndarray | None, model: str, *, uri: str | None, token: str | None = None,
             alias: str = DEFAULT_ALIAS, rebuild: bool = False) -> dict[str, Any]:
-    """Make the collection behind `alias` hold exactly these chunks.
+    """Make the collections behind `alias` hold exactly these chunks and their sentence spans.
 
-    Returns the manifest entry saying what serves: uri, alias, collection, how it was written.
+    spans and sentence_vectors: the index folder's (row i of the vectors is span i).
+    Returns the manifest entry saying what serves: uri, aliases, collections, how they were written.
     """
     t0 = time.perf_counter()
     client = _client(uri, token)
     dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
-    current = _serving(client, alias)
+    s_alias = sentence_collection(alias)
+    current, current_s = _serving(client, alias), _serving(client, s_alias)
     tokens = [chunk_tokens(c) for c in chunks]
     stats = Bm25Stats.of(tokens)
+    sentences = sentences_of([c.id for c in chunks], spans)
+    s_vectors = np.zeros((0, dim), np.float32) if sentence_vectors is None or not len(sentences) else sentence_vectors
     prefix = f"{alias}_{fingerprint(dim, model)}_"
-    compatible = current is not None and current.startswith(prefix)
+    compatible = (current is not None and current.startswith(prefix)
+                  and current_s == sentence_collection(current))
     if compatible and not rebuild:
         backend = MilvusBackend(client, current)
         held = backend.row_hashes()
@@ -318,35 +419,55 @@ def publish(chunks: Sequence[Chunk], vectors: np.ndarray, model: str, *, uri: st
         backend.upsert([chunks[i] for i in changed], vectors[changed] if changed else vectors[:0], stats,
                        [tokens[i] for i in changed])
         backend.delete(gone)
-        mode, name, written, deleted = "incremental", current, len(changed), len(gone)
+        # Sentence spans by their content hash: a changed vector is a changed hash.
+        held_s = backend.row_hashes(backend.sentences)
+        want_s = {x.id for x in sentences}
+        changed_s = [i for i, x in enumerate(sentences) if held_s.get(x.id) != x.content_hash]
+        gone_s = [i for i in held_s if i not in want_s]
+        backend.upsert_sentences([sentences[i] for i in changed_s], s_vectors[changed_s] if changed_s else s_vectors[:0])
+        backend.delete_sentences(gone_s)
+        mode, name = "incremental", current
+        written, deleted, written_s, deleted_s = len(changed), len(gone), len(changed_s), len(gone_s)
     else:
         name = f"{prefix}{time.strftime('%Y%m%dT%H%M%S')}_{time.monotonic_ns() % 10**6}"
-        create_collection(client, name, dim)
         backend = MilvusBackend(client, name)
         try:
+            create_collection(client, name, dim)
+            create_sentence_collection(client, backend.sentences, dim)
             backend.upsert(chunks, vectors, stats, tokens)
-            client.flush(name)
-            client.load_collection(name)
+            backend.upsert_sentences(sentences, s_vectors)
+            for n in (name, backend.sentences):
+                client.flush(n)
+                client.load_collection(n)
         except BaseException:
-            client.drop_collection(name)  # half filled and never served
+            _drop(client, name, backend.sentences)  # half filled and never served
             raise
-        mode, written, deleted = "rebuild", len(chunks), 0
-    held_now = backend.count()
-    if held_now != len(chunks):
+        mode, written, deleted, written_s, deleted_s = "rebuild", len(chunks), 0, len(sentences), 0
+    held_now, held_s_now = backend.count(), backend.count_sentences()
+    if held_now != len(chunks) or held_s_now != len(sentences):
         if mode == "rebuild":
-            client.drop_collection(name)  # never served: the alias still names the old one
-        raise MilvusError(f"Milvus collection {name!r} holds {held_now} chunks after publishing {len(chunks)}")
+            _drop(client, name, backend.sentences)  # never served: the aliases still name the old ones
+        raise MilvusError(f"Milvus collection {name!r} holds {held_now} chunks and {held_s_now} sentence spans "
+                          f"after publishing {len(chunks)} and {len(sentences)}")
     if mode == "rebuild":
-        # The switch readers see: one alias operation, after the new collection is whole and loaded.
-        if current is None:
-            client.create_alias(name, alias)
-        else:
-            client.alter_alias(name, alias)
-            client.drop_collection(current)
-    log.info("published %d chunks to Milvus %s as %s (%s: %d written, %d deleted, %.1fs)",
-             len(chunks), uri, alias, mode, written, deleted, time.perf_counter() - t0)
+        # The switch readers see: one alias operation each, after the new collections are whole and
+        # loaded; sentences first (module docstring: the moment between the two).
+        _point(client, s_alias, backend.sentences)
+        _point(client, alias, name)
+        _drop(client, *(c for c in (current, current_s) if c is not None))
+    log.info("published %d chunks and %d sentence spans to Milvus %s as %s (%s: %d + %d written, %d + %d deleted, "
+             "%.1fs)", len(chunks), len(sentences), uri, alias, mode, written, written_s, deleted, deleted_s,
+             time.perf_counter() - t0)
     return {"uri": uri, "alias": alias, "collection": name, "mode": mode, "chunks": len(chunks),
-            "written": written, "deleted": deleted, "schema_version": SCHEMA_VERSION}
+            "written": written, "deleted": deleted, "sentence_alias": s_alias,
+            "sentence_collection": backend.sentences, "sentences": len(sentences),
+            "sentences_written": written_s, "sentences_deleted": deleted_s, "schema_version": SCHEMA_VERSION}
+
+
+def _drop(client, *names: str) -> None:
+    for n in names:
+        if client.has_collection(n):
+            client.drop_collection(n)
 
 
 def publish_index(settings, rebuild: bool = False) -> dict[str, Any]:
@@ -359,8 +480,9 @@ def publish_index(settings, rebuild: bool = False) -> dict[str, Any]:
         raise MilvusError("the milvus backend needs pymilvus: pip install -e '.[milvus]'") from e
     index = store.load_index(settings.index_dir)
     try:
-        entry = publish(index.chunks, index.vectors, index.manifest["model"]["name"], uri=settings.milvus_uri,
-                        token=settings.milvus_token, alias=settings.milvus_alias, rebuild=rebuild)
+        entry = publish(index.chunks, index.vectors, index.sentences, index.sentence_vectors,
+                        index.manifest["model"]["name"], uri=settings.milvus_uri, token=settings.milvus_token,
+                        alias=settings.milvus_alias, rebuild=rebuild)
     except MilvusException as e:
         raise MilvusError(f"Milvus at {settings.milvus_uri} failed: {e}") from e
     store.record_backend(index.path, "milvus", entry)
