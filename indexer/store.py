@@ -87,6 +87,16 @@ class LoadedIndex:
     sentences: list[SentenceSpan] = dataclasses.field(default_factory=list)
     sentence_vectors: np.ndarray | None = None
 
+    def first_sentence(self) -> np.ndarray:
+        """[n_chunks + 1]: chunk r's sentences are rows [first[r], first[r + 1]) of `sentences` (stored
+        in chunk order). Made once and shared by the retriever and the local backend."""
+        cached = self.__dict__.get("_first_sentence")
+        if cached is None:
+            owner = np.fromiter((x.chunk_row for x in self.sentences), dtype=np.int64, count=len(self.sentences))
+            cached = np.searchsorted(owner, np.arange(len(self.chunks) + 1))
+            self.__dict__["_first_sentence"] = cached
+        return cached
+
 
 @dataclass(frozen=True)
 class DenseSpec:

@@ -83,9 +83,7 @@ class Retriever:
         # Questions are read against the councils this index holds ("Barnet" names a council, not a topic).
         self.reader = QuestionReader(c for c in cols.councils if c)
         self._short = cols.words < SHORT_WORDS
-        # Sentences are stored in chunk order, so chunk r's sentences are rows [first[r], first[r+1]).
-        owner = np.array([x.chunk_row for x in index.sentences], dtype=np.int64)
-        self._first_sentence = np.searchsorted(owner, np.arange(self._n + 1))
+        self._first_sentence = index.first_sentence()  # chunk r's sentences: rows [first[r], first[r + 1])
 
     @classmethod
     def from_settings(cls, index: LoadedIndex, encoder: Encoder, settings, **overrides) -> "Retriever":

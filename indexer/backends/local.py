@@ -37,9 +37,7 @@ class LocalBackend:
         self._n = len(self._ids)
         self._hnsw = (index.manifest.get("dense_index") or {}).get("kind") == "hnsw"
         self._last: tuple[Where, np.ndarray] | None = None
-        # Sentences are stored in chunk order, so chunk r's sentences are rows [first[r], first[r+1]).
-        owner = np.array([x.chunk_row for x in index.sentences], dtype=np.int64)
-        self._first_sentence = np.searchsorted(owner, np.arange(self._n + 1))
+        self._first_sentence = index.first_sentence()  # chunk r's sentences: rows [first[r], first[r + 1])
 
     def mask(self, f: Where) -> np.ndarray:
         # A hybrid search asks for the same filters' mask twice (BM25, then dense); at a million
