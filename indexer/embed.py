@@ -289,7 +289,7 @@ class SentenceTransformerEncoder:
         if self.variant != "torch":
             return True
         try:
-            self._onnx = _export_onnx(self.model)
+            self._onnx = _export_onnx(self.model, self._threads)
             self._query_tokenizer = _single_text_tokenizer(Path(self._path) / "tokenizer.json", self.max_seq_length)
             probe = ["what did the board resolve on cancer screening?", "x"]
             ours, ref = self._encode_onnx(probe), self._encode_torch(probe)
@@ -600,12 +600,14 @@ def _export_bytes(model) -> tuple[bytes, list[str]]:
     return buffer.getvalue(), names
 
 
-def _export_onnx(model):
-    """(onnxruntime session, input names) for a Transformer + mean Pooling model, exported in memory."""
+def _export_onnx(model, threads: int = 0):
+    """(onnxruntime session, input names) for a Transformer + mean Pooling model, exported in memory;
+    threads: its intra-op pool (0: onnxruntime's default, one per core)."""
     import onnxruntime as ort
 
     data, names = _export_bytes(model)
-    return ort.InferenceSession(data, _session_options(0, arena=QUERY_ARENA), providers=["CPUExecutionProvider"]), names
+    return ort.InferenceSession(data, _session_options(threads, arena=QUERY_ARENA),
+                                providers=["CPUExecutionProvider"]), names
 
 
 # Whether the query session keeps onnxruntime's memory arena (see _session_options); the search

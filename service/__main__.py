@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         index = load_index(settings.index_dir)
         # Queries run the way the index's vectors were made (its manifest's variant).
         encoder = load_encoder(settings.model or index.manifest["model"]["name"],
-                               index.manifest["model"].get("variant", "torch"), encoder_cache_dir(settings.index_dir))
+                               index.manifest["model"].get("variant", "torch"), encoder_cache_dir(settings.index_dir),
+                               threads=settings.query_threads)
         index = load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim) \
             if settings.model else index
     except (IndexError_, EncoderError) as e:

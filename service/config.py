@@ -18,6 +18,11 @@ class ServiceSettings(BaseSettings):
     port: int = 8000
     # Encode each query with onnxruntime (same vectors as PyTorch, about 3x faster); off: PyTorch.
     onnx_queries: bool = True
+    # Threads each query's forward pass may use (onnxruntime, or PyTorch when it encodes queries); 0: one
+    # per core. One: a 16-token query gains nothing from a second thread, and with several requests at
+    # once (or anything else busy on the machine) a pool of two waits on its preempted sibling: on two
+    # cores a query took 13.8 ms with onnxruntime's default pool against 6.7 ms on one thread (README "Speed").
+    query_threads: int = Field(1, ge=0, le=256)
     # Retrieval: both retrievers contribute this many candidates to the fusion.
     candidates: int = Field(100, ge=10, le=2000)
     fusion: str = "weighted"  # "weighted" | "rrf": weighted measured better on evals/questions.jsonl

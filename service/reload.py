@@ -47,7 +47,8 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
         # ... and run the way it ran there (fp32 PyTorch, fp32 or int8 onnxruntime), so a query's
         # vector is comparable with the passages'.
         encoder = load_encoder(settings.model or built.get("model", {}).get("name") or DEFAULT_MODEL,
-                               built.get("model", {}).get("variant", "torch"), encoder_cache_dir(settings.index_dir))
+                               built.get("model", {}).get("variant", "torch"), encoder_cache_dir(settings.index_dir),
+                               threads=settings.query_threads)
     index = index or load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim)
     if index.manifest["model"]["name"] != encoder.name or index.manifest["model"]["dim"] != encoder.dim:
         raise IndexError_(

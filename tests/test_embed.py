@@ -44,12 +44,28 @@ def test_onnx_fast_path_matches_model_encode(n):
 
 
 @pytest.mark.model
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_query_session_takes_the_thread_cap(monkeypatch, threads):
+    # The service encodes each query on one thread by default (BOARDPAPERS_QUERY_THREADS): the cap must
+    # reach the session's options, since onnxruntime's own default is a pool of one thread per core.
+    from indexer import embed
+
+    seen = []
+    real = embed._session_options
+    monkeypatch.setattr(embed, "_session_options", lambda t, arena=False: seen.append(t) or real(t, arena))
+    enc = embed.SentenceTransformerEncoder(DEFAULT_MODEL, threads=threads)
+    assert enc.enable_onnx()
+    assert seen == [threads]
+    np.testing.assert_allclose(np.linalg.norm(enc.encode(TEXTS[:1]), axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.model
 def test_model_that_cannot_be_exported_keeps_pytorch(monkeypatch):
     from indexer import embed
 
     enc = embed.SentenceTransformerEncoder(DEFAULT_MODEL)
 
-    def refuse(model):
+    def refuse(model, threads=0):
         raise embed.EncoderError("not exportable")
 
     monkeypatch.setattr(embed, "_export_onnx", refuse)
