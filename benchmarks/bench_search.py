@@ -9,9 +9,12 @@ measured one after another in the same run: `service` as shipped, `no-middleware
 request middleware (request id, body limit, metrics, access log), `no-arena` with the query
 session's onnxruntime memory arena off, `bare` with both off: what each costs, apart.
 
-Starts uvicorn in a thread on a free 127.0.0.1 port, warms it up, then sends POST /search
-requests (a fixed list of 40 questions from evals/questions.jsonl, cycled) from a thread pool.
-Reports p50/p95/p99 latency and queries per second per level; writes benchmarks/results/search.json.
+Starts the service (uvicorn) in a child process of its own on a free 127.0.0.1 port, warms it up,
+then sends POST /search requests (a fixed list of 40 questions from evals/questions.jsonl, cycled)
+from a thread pool in this process. The load generator stays out of the service's process: in the
+same interpreter its threads would take the service's interpreter lock, which no real client does.
+Reports p50/p95/p99 latency and queries per second per level, and the CPU seconds the service's
+process spent per request; writes benchmarks/results/search.json.
 """
 
 from __future__ import annotations
@@ -63,7 +66,12 @@ def main() -> int:
     p.add_argument("--routes", default="search", help="comma-separated: search, rerank, ask")
     p.add_argument("--configs", default="service", help="comma-separated: " + ", ".join(CONFIGS))
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")
+    p.add_argument("--serve", choices=CONFIGS, help=argparse.SUPPRESS)  # the child process: serve, do not measure
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.serve:
+        serve(args.index, args.serve, args.port)
+        return 0
     configs = [c for c in args.configs.split(",") if c]
     unknown = set(configs) - set(CONFIGS)
     if unknown:
@@ -85,9 +93,8 @@ def main() -> int:
 CONFIGS = ("service", "no-middleware", "no-arena", "bare")
 
 
-def measure(args, config: str) -> list[dict] | None:
-    """The rows of one config: a fresh service on its own port, every route at every level."""
-    import httpx
+def serve(index: Path, config: str, port: int) -> None:
+    """The child: one service as `config` says, on 127.0.0.1:port, until it is stopped."""
     import uvicorn
 
     from indexer import embed
@@ -96,64 +103,92 @@ def measure(args, config: str) -> list[dict] | None:
     from service.middleware import RequestMiddleware
 
     embed.QUERY_ARENA = config not in ("no-arena", "bare")
-    port = free_port()
-    app = create_app(ServiceSettings(index_dir=args.index))
+    app = create_app(ServiceSettings(index_dir=index))
     if config in ("no-middleware", "bare"):
         # The middleware stack is built on the first request, from this list.
         app.user_middleware = [m for m in app.user_middleware if m.cls is not RequestMiddleware]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(args, config: str) -> list[dict] | None:
+    """The rows of one config: a fresh service in its own process and port, every route at every level."""
+    import subprocess
+
+    import httpx
+
+    port = free_port()
+    child = subprocess.Popen([sys.executable, __file__, "--serve", config, "--port", str(port), "--index", str(args.index)])
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            print("service did not start", file=sys.stderr)
-            return None
-        time.sleep(0.2)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or child.poll() is not None:
+                print("service did not start", file=sys.stderr)
+                return None
+            time.sleep(0.3)
+        return _load(args, config, base, child.pid)
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _load(args, config: str, base: str, pid: int) -> list[dict]:
+    import httpx
 
     qs = questions()
     levels = [int(x) for x in args.levels.split(",")]
     results = []
-    try:
-        with httpx.Client(base_url=base, timeout=args.timeout,
-                          limits=httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))) as client:
-            for q in qs[:5]:  # warm-up: model, caches
-                client.post("/search", json={"query": q, "k": args.k}).raise_for_status()
+    with httpx.Client(base_url=base, timeout=args.timeout,
+                      limits=httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))) as client:
+        for q in qs[:5]:  # warm-up: model, caches
+            client.post("/search", json={"query": q, "k": args.k}).raise_for_status()
 
-            routes = {"search": ("/search", lambda q: {"query": q, "k": args.k}),
-                      "rerank": ("/search", lambda q: {"query": q, "k": args.k, "rerank": True}),
-                      "ask": ("/ask", lambda q: {"question": q})}
+        routes = {"search": ("/search", lambda q: {"query": q, "k": args.k}),
+                  "rerank": ("/search", lambda q: {"query": q, "k": args.k, "rerank": True}),
+                  "ask": ("/ask", lambda q: {"question": q})}
 
-            def one(i: int, path: str, body) -> tuple[float, int]:
-                t0 = time.perf_counter()
-                try:
-                    r = client.post(path, json=body(qs[i % len(qs)]))
-                    code = r.status_code
-                except httpx.HTTPError:
-                    code = -1
-                return (time.perf_counter() - t0) * 1000, code
+        def one(i: int, path: str, body) -> tuple[float, int]:
+            t0 = time.perf_counter()
+            try:
+                r = client.post(path, json=body(qs[i % len(qs)]))
+                code = r.status_code
+            except httpx.HTTPError:
+                code = -1
+            return (time.perf_counter() - t0) * 1000, code
 
-            for route, level in [(r, lv) for r in args.routes.split(",") for lv in levels]:
-                path, body = routes[route]
-                client.post(path, json=body(qs[0])).raise_for_status()
-                t0 = time.perf_counter()
-                with ThreadPoolExecutor(max_workers=level) as pool:
-                    out = list(pool.map(lambda i: one(i, path, body), range(args.requests)))
-                wall = time.perf_counter() - t0
-                lat = [ms for ms, code in out if code == 200]
-                errors = sum(1 for _, code in out if code != 200)
-                row = {"config": config, "route": route, "concurrency": level, "requests": args.requests, "errors": errors,
-                       "p50_ms": round(pct(lat, 50), 1) if lat else None, "p95_ms": round(pct(lat, 95), 1) if lat else None,
-                       "p99_ms": round(pct(lat, 99), 1) if lat else None,
-                       "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
-                       "qps": round(len(lat) / wall, 2), "wall_seconds": round(wall, 2)}
-                results.append(row)
-                print(f"{config} {route} concurrency {level}: p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  p99 {row['p99_ms']} ms  "
-                      f"{row['qps']} q/s  errors {errors}", flush=True)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        for route, level in [(r, lv) for r in args.routes.split(",") for lv in levels]:
+            path, body = routes[route]
+            client.post(path, json=body(qs[0])).raise_for_status()
+            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+            with ThreadPoolExecutor(max_workers=level) as pool:
+                out = list(pool.map(lambda i: one(i, path, body), range(args.requests)))
+            wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+            lat = [ms for ms, code in out if code == 200]
+            errors = sum(1 for _, code in out if code != 200)
+            row = {"config": config, "route": route, "concurrency": level, "requests": args.requests, "errors": errors,
+                   "p50_ms": round(pct(lat, 50), 1) if lat else None, "p95_ms": round(pct(lat, 95), 1) if lat else None,
+                   "p99_ms": round(pct(lat, 99), 1) if lat else None,
+                   "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
+                   "qps": round(len(lat) / wall, 2), "wall_seconds": round(wall, 2),
+                   "service_cpu_ms_per_request": round(cpu * 1000 / args.requests, 2)}
+            results.append(row)
+            print(f"{config} {route} concurrency {level}: p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  p99 {row['p99_ms']} ms  "
+                  f"{row['qps']} q/s  service CPU {row['service_cpu_ms_per_request']} ms/request  errors {errors}", flush=True)
     return results
 
 
