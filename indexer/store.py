@@ -25,8 +25,10 @@
     INDEX_DIR/encoders/                  ONNX exports of the model (indexer/embed.py), kept across
                                          builds and keyed by the model's files and exporter versions
 
-A build writes a new folder under builds/ and only then repoints `current`, so a crash or a
-failed build leaves the previous index whole and loadable. The manifest lists every other file
+A build writes a new folder under builds/, flushes it to disk (fsync), and only then repoints
+`current`, so a crash, a power cut or a failed build leaves the previous index whole and loadable.
+The build `current` pointed to before stays on disk until the next build (two at most): a service
+that read the old `current` a moment before the switch can still load it. The manifest lists every other file
 of its build with its size and sha256 ("files"); loading refuses a build whose files are not
 the ones it lists, naming the file.
 """
@@ -378,6 +380,7 @@ def write_index(
 
     builds = index_dir / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
+    previous = current_build(index_dir)
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     tmp = builds / f".tmp-{stamp}"
     tmp.mkdir()
@@ -416,22 +419,44 @@ def write_index(
                     "files": file_sums(tmp)}
         # The manifest goes last: a folder without one is never taken for a build.
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        _fsync_tree(tmp)  # on disk before anything points at it: renames can reach the disk before data
         final = builds / stamp
         os.replace(tmp, final)
+        _fsync_dir(builds)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     link_tmp = index_dir / f".{CURRENT}-{stamp}"
     os.symlink(Path(BUILDS) / stamp, link_tmp)
     os.replace(link_tmp, index_dir / CURRENT)
-    _remove_old_builds(builds, keep=final)
+    _fsync_dir(index_dir)
+    _remove_old_builds(builds, keep={final, previous})
     return final
 
 
-def _remove_old_builds(builds: Path, keep: Path) -> None:
+def _remove_old_builds(builds: Path, keep: set[Path | None]) -> None:
+    """Every build but those kept (this one and the one it replaced), and what failed builds left."""
+    keep = {k.resolve() for k in keep if k is not None}
     for old in builds.iterdir():
-        if old != keep:
+        if old.resolve() not in keep:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    for sub in [folder, *(d for d in folder.rglob("*") if d.is_dir())]:
+        _fsync_dir(sub)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def build_faiss(vectors: np.ndarray, spec: DenseSpec | str = "flat", progress: bool = False):

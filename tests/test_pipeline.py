@@ -207,8 +207,14 @@ def test_changed_file_reembeds_only_its_chunks(built, tiny_corpus, fake_encoder)
             assert np.array_equal(new.vectors[i], old.vectors[old_rows[c.id]])
     assert new.manifest["documents"][MD_ID]["sha256"] == hashlib.sha256(md.read_bytes()).hexdigest()
     assert new.manifest["documents"][PACK_ID] == old.manifest["documents"][PACK_ID]
-    # The old build folder is replaced by the new one.
-    assert _builds(settings.index_dir) == [new.path.name] != [old.path.name]
+    # The new build serves; the one it replaced stays until the next build (a service that read the old
+    # `current` just before the switch can still load it), and no more than those two are kept.
+    assert new.path != old.path and _builds(settings.index_dir) == sorted([old.path.name, new.path.name])
+    assert store.load_index(settings.index_dir).path == new.path
+    md.write_text(md.read_text(encoding="utf-8") + "\n\nA third version of this paragraph.\n", encoding="utf-8")
+    assert not _build(settings, fake_encoder).up_to_date
+    third = store.current_build(settings.index_dir)
+    assert _builds(settings.index_dir) == sorted([new.path.name, third.name])
 
 
 def test_removed_file_removes_its_chunks(built, tiny_corpus, fake_encoder):
