@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     tj.add_argument("--cross-epochs", type=int, default=2)
     tj.add_argument("--cross-k", type=int, default=8, help="candidates the cross-encoder reads per question")
     tj.add_argument("--cross-layers", type=int, default=2, help="layers of the tuned encoder it keeps")
+    tj.add_argument("--folds", type=int, default=5,
+                    help="out-of-fold refits of the light judge that the answerability model trains on (0: no such model)")
 
     s = sub.add_parser("summary", help="evals/RESULTS.md from the metrics.json files of the runs above")
     s.add_argument("--out", type=Path, default=HERE / "out", help="the folder holding run/, ask/, decisions/, ...")
