@@ -8,6 +8,11 @@ is fitted with a weighted binary cross-entropy plus a listwise term per question
 on the dev split's question-level AUC (answered-with-evidence against the rest), then its best-candidate probability is calibrated
 on dev by isotonic regression, so the threshold /ask uses is a probability measured on questions
 the network was not fitted on. Deterministic: fixed seeds, full-batch order from a seeded generator.
+
+With folds > 1 (`--folds 5`; off by default, see README "The judge") it also fits the question-level
+answerability model (service.judge.Answerability): k light judges refitted without each fold give
+every training candidate an out-of-fold probability, a logistic regression over question_features()
+learns from those, and its score is calibrated on dev with the full judge's probabilities.
 """
 
 from __future__ import annotations
@@ -234,7 +239,7 @@ def calibrate(dev: Examples, probs: np.ndarray) -> dict:
 
 
 def train_judge(answerer, train_rows: list[dict], dev_rows: list[dict], out: Path, encoder_name: str,
-                cross: bool = False, cross_options: dict | None = None, index_note: str = "", folds: int = 5,
+                cross: bool = False, cross_options: dict | None = None, index_note: str = "", folds: int = 0,
                 **kw) -> dict:
     """Both stages, trained and calibrated: the light judge, then (cross=True) the cross-encoder over its
     top K; without a second stage, the answerability model over `folds` out-of-fold refits (0: none).

@@ -147,3 +147,27 @@ def test_fitted_on_out_of_fold_scores_it_beats_chance_and_serves_as_fitted():
     cal = np.array([served(f) for f in x])
     order = np.argsort(raw)
     assert np.all(np.diff(cal[order]) >= -1e-9) and cal.min() >= 0 and cal.max() <= 1
+
+
+def test_train_judge_writes_the_model_only_when_asked(tmp_path):
+    from evals.train_judge import Examples, fit_and_save
+
+    rng = np.random.default_rng(4)
+
+    def examples(questions: int) -> Examples:
+        n = 4
+        y = np.zeros((questions, n), np.float32)
+        y[1::2, 0] = 1
+        s = rng.normal(size=(questions * n, len(SCALARS))).astype(np.float32)
+        s[:, COL["cos_sentence"]] += 3.0 * y.ravel()
+        return Examples(rng.normal(size=(questions * n, 4)).astype(np.float32), s, y.ravel(),
+                        np.repeat(np.arange(questions), n), np.arange(questions) % 2 == 1,
+                        rows=rng.integers(0, 30, size=questions * n), groups=[f"g{q // 3}" for q in range(questions)])
+
+    train, dev = examples(60), examples(30)
+    meta = fit_and_save(train, dev, tmp_path, "m", 60, 30, 0.0, folds=2, hidden=4, epochs=3)
+    assert (tmp_path / Answerability.FILE).exists() and meta["answerability"]["folds"] == 2
+    assert Judge(tmp_path).answerability is not None
+    # Retrained without it (the default), a stale model does not outlive the retrain.
+    fit_and_save(train, dev, tmp_path, "m", 60, 30, 0.0, hidden=4, epochs=3)
+    assert not (tmp_path / Answerability.FILE).exists() and Judge(tmp_path).answerability is None
