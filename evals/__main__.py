@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     tj.add_argument("--cross-epochs", type=int, default=2)
     tj.add_argument("--cross-k", type=int, default=8, help="candidates the cross-encoder reads per question")
     tj.add_argument("--cross-layers", type=int, default=2, help="layers of the tuned encoder it keeps")
+    tj.add_argument("--folds", type=int, default=0,
+                    help="also train the question-level answerability model on this many out-of-fold refits of the "
+                         "light judge (5 measured; off by default, it did not beat the best-probability calibration "
+                         "on dev: see README, \"The judge\")")
 
     s = sub.add_parser("summary", help="evals/RESULTS.md from the metrics.json files of the runs above")
     s.add_argument("--out", type=Path, default=HERE / "out", help="the folder holding run/, ask/, decisions/, ...")

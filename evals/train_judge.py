@@ -8,6 +8,11 @@ is fitted with a weighted binary cross-entropy plus a listwise term per question
 on the dev split's question-level AUC (answered-with-evidence against the rest), then its best-candidate probability is calibrated
 on dev by isotonic regression, so the threshold /ask uses is a probability measured on questions
 the network was not fitted on. Deterministic: fixed seeds, full-batch order from a seeded generator.
+
+With folds > 1 (`--folds 5`; off by default, see README "The judge") it also fits the question-level
+answerability model (service.judge.Answerability): k light judges refitted without each fold give
+every training candidate an out-of-fold probability, a logistic regression over question_features()
+learns from those, and its score is calibrated on dev with the full judge's probabilities.
 """
 
 from __future__ import annotations
@@ -37,6 +42,15 @@ class Examples:
     answerable: np.ndarray  # per question
     texts: list[str] = dataclasses.field(default_factory=list)  # what the cross-encoder reads of each candidate
     asked: list[str] = dataclasses.field(default_factory=list)  # each question's query text (per row)
+    rows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))  # each candidate's passage
+    groups: list[str] = dataclasses.field(default_factory=list)  # each question's (paper, section), for folds
+
+    def subset(self, questions: np.ndarray) -> "Examples":
+        """The candidates of these questions only (question numbers and per-question arrays kept whole)."""
+        m = np.isin(self.question, questions)
+        return dataclasses.replace(self, pair=self.pair[m], scalars=self.scalars[m], labels=self.labels[m],
+                                   question=self.question[m], rows=self.rows[m] if len(self.rows) else self.rows,
+                                   texts=[t for t, k in zip(self.texts, m) if k] if self.texts else [])
 
 
 def collect(rows: list[dict], answerer, tokens: bool = False) -> Examples:
@@ -47,12 +61,13 @@ def collect(rows: list[dict], answerer, tokens: bool = False) -> Examples:
 
     from service.crossjudge import pair_text
 
-    pairs, scalars, labels, owner, answerable, texts, asked = [], [], [], [], [], [], []
+    pairs, scalars, labels, owner, answerable, texts, asked, passage, groups = [], [], [], [], [], [], [], [], []
     for i, r in enumerate(tqdm(rows, desc="judge examples", unit="q")):
         req = AskRequest(question=r["question"], history=[Turn(question=h) for h in r.get("history") or []])
         g = answerer.gather(req)
         answerable.append("evidence" in r)
         asked.append(g.question.query)
+        groups.append(f"{r.get('doc', '')}\n{r.get('section', r.get('id', i))}")
         if not g.candidates:
             continue
         p, s = answerer.judge_features(g, tokens)
@@ -65,11 +80,12 @@ def collect(rows: list[dict], answerer, tokens: bool = False) -> Examples:
         pairs.append(p)
         scalars.append(s)
         texts += [pair_text(c) for c in g.candidates]
+        passage += answerer.candidate_rows(g).tolist()
         labels += y
         owner += [i] * len(y)
     return Examples(np.concatenate(pairs).astype(np.float32), np.concatenate(scalars).astype(np.float32),
                     np.asarray(labels, np.float32), np.asarray(owner), np.asarray(answerable, bool),
-                    texts, asked)
+                    texts, asked, np.asarray(passage, np.int64), groups)
 
 
 def question_scores(ex: Examples, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +158,74 @@ def fit(train: Examples, dev: Examples, *, hidden: int = 64, epochs: int = 20, l
     return w, history
 
 
+def out_of_fold(train: Examples, dev: Examples, folds: int = 5, seed: int = 13, **kw) -> np.ndarray:
+    """Each training candidate's probability from a light judge fitted without its fold (folds of whole
+    (paper, section) groups, so near-duplicate questions never straddle one), early-stopped on dev as the
+    full judge is. In-sample probabilities are over-confident; the answerability model trains on these."""
+    qids = np.unique(train.question)
+    keys = sorted({train.groups[q] for q in qids}) if train.groups else [str(q) for q in qids]
+    fold_of_key = {k: i % folds for i, k in enumerate(np.random.default_rng(seed).permutation(keys))}
+    fold = np.asarray([fold_of_key[train.groups[q] if train.groups else str(q)] for q in qids])
+    probs = np.zeros(len(train.labels))
+    for f in range(folds):
+        log.info("out-of-fold light judge %d/%d", f + 1, folds)
+        weights, _ = fit(train.subset(qids[fold != f]), dev, seed=seed, **kw)
+        held = np.isin(train.question, qids[fold == f])
+        x = np.concatenate([train.pair[held], (train.scalars[held] - weights["mean"]) / weights["std"]], axis=1)
+        z = (np.maximum(x @ weights["w1"] + weights["b1"], 0.0) @ weights["w2"] + weights["b2"]).ravel()
+        probs[held] = 1.0 / (1.0 + np.exp(-z))
+    return probs
+
+
+def question_table(ex: Examples, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(question features [questions, len(QUESTION_FEATURES)], label) for each question with candidates:
+    1 when it is answerable and its best candidate holds the evidence (what calibrate() measures)."""
+    from service.judge import question_features
+
+    xs, ys = [], []
+    for qi in np.unique(ex.question):
+        m = ex.question == qi
+        xs.append(question_features(probs[m], ex.scalars[m], ex.rows[m]))
+        ys.append(float(ex.answerable[qi] and ex.labels[m][int(np.argmax(probs[m]))] > 0.5))
+    return np.stack(xs), np.asarray(ys)
+
+
+def fit_answerability(train: Examples, train_probs: np.ndarray, dev: Examples, dev_probs: np.ndarray,
+                      strengths: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)) -> dict:
+    """The question-level model (service.judge.Answerability): a logistic regression on the training
+    questions' out-of-fold features, its strength chosen on dev AUC, then calibrated on dev by isotonic
+    regression. Returns the record written to answerable.json."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    from service.judge import ANSWERABILITY_VERSION, QUESTION_FEATURES
+
+    xt, yt = question_table(train, train_probs)
+    xd, yd = question_table(dev, dev_probs)
+    mean, std = xt.mean(0), xt.std(0) + 1e-6
+    tried = {}
+    for c in strengths:
+        lr = LogisticRegression(C=c, max_iter=2000).fit((xt - mean) / std, yt)
+        tried[c] = (auc(lr.decision_function((xd - mean) / std), yd), lr)
+    c = max(tried, key=lambda k: tried[k][0])
+    lr = tried[c][1]
+    raw = 1.0 / (1.0 + np.exp(-lr.decision_function((xd - mean) / std)))
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, yd)
+    best_p = np.asarray([dev_probs[dev.question == q].max() for q in np.unique(dev.question)])
+    return {"version": ANSWERABILITY_VERSION, "features": list(QUESTION_FEATURES),
+            "mean": [round(float(v), 6) for v in mean], "std": [round(float(v), 6) for v in std],
+            "coef": [round(float(v), 6) for v in lr.coef_.ravel()], "intercept": round(float(lr.intercept_[0]), 6),
+            "calibration": {"x": [round(float(v), 6) for v in iso.X_thresholds_],
+                            "y": [round(float(v), 6) for v in iso.y_thresholds_]},
+            "training": {"train_questions": int(len(yt)), "train_positives": int(yt.sum()),
+                         "dev_questions": int(len(yd)), "dev_positives": int(yd.sum()), "C": c,
+                         "dev_auc_by_C": {str(k): round(v[0], 4) for k, v in tried.items()},
+                         "dev_auc": round(tried[c][0], 4), "dev_auc_best_probability": round(auc(best_p, yd), 4),
+                         "train_auc_best_probability_out_of_fold": round(
+                             auc(np.asarray([train_probs[train.question == q].max() for q in np.unique(train.question)]),
+                                 yt), 4)}}
+
+
 def calibrate(dev: Examples, probs: np.ndarray) -> dict:
     """Isotonic map from a question's best-candidate probability to the share of such questions whose
     best candidate answers them (answerable questions only count as answered), on dev."""
@@ -155,12 +239,15 @@ def calibrate(dev: Examples, probs: np.ndarray) -> dict:
 
 
 def train_judge(answerer, train_rows: list[dict], dev_rows: list[dict], out: Path, encoder_name: str,
-                cross: bool = False, cross_options: dict | None = None, index_note: str = "", **kw) -> dict:
+                cross: bool = False, cross_options: dict | None = None, index_note: str = "", folds: int = 0,
+                **kw) -> dict:
     """Both stages, trained and calibrated: the light judge, then (cross=True) the cross-encoder over its
-    top K. Returns the record written to judge.json."""
+    top K; without a second stage, the answerability model over `folds` out-of-fold refits (0: none).
+    Returns the record written to judge.json."""
     t0 = time.time()
     train, dev = collect(train_rows, answerer), collect(dev_rows, answerer)
-    meta = fit_and_save(train, dev, out, encoder_name, len(train_rows), len(dev_rows), t0, cross, cross_options, **kw)
+    meta = fit_and_save(train, dev, out, encoder_name, len(train_rows), len(dev_rows), t0, cross, cross_options,
+                        folds=folds, **kw)
     if index_note:  # which index the candidates came from (its papers decide the unanswerable questions' candidates)
         meta["training"]["index"] = index_note
         (out / "judge.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
@@ -168,12 +255,13 @@ def train_judge(answerer, train_rows: list[dict], dev_rows: list[dict], out: Pat
 
 
 def fit_and_save(train: Examples, dev: Examples, out: Path, encoder_name: str, n_train: int, n_dev: int, t0: float,
-                 cross: bool = False, cross_options: dict | None = None, **kw) -> dict:
+                 cross: bool = False, cross_options: dict | None = None, folds: int = 0, **kw) -> dict:
     weights, history = fit(train, dev, **kw)
-    from service.judge import ALL_SCALARS, SCALARS, Judge, combine
+    from service.judge import ALL_SCALARS, SCALARS, Answerability, Judge, combine
 
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("cross.onnx", "cross.json", "cross_tokenizer.json"):  # a stale second stage never outlives a retrain
+    # A stale second stage or answerability model never outlives a retrain.
+    for name in ("cross.onnx", "cross.json", "cross_tokenizer.json", Answerability.FILE):
         (out / name).unlink(missing_ok=True)
     np.savez(out / "judge.npz", **weights)
     names = list(ALL_SCALARS if train.scalars.shape[1] == len(ALL_SCALARS) else SCALARS)
@@ -216,6 +304,12 @@ def fit_and_save(train: Examples, dev: Examples, out: Path, encoder_name: str, n
         meta["training"]["cross"] = {**opts, "epochs_run": cross_history, "light_weight": weight,
                                      "dev_top1_auc_by_light_weight": {str(k): v for k, v in tried.items()},
                                      "onnx_bytes": (out / "cross.onnx").stat().st_size}
+    elif folds > 1 and len(train.rows):
+        oof = out_of_fold(train, dev, folds=folds, **kw)
+        model = fit_answerability(train, oof, dev, 1.0 / (1.0 + np.exp(-dev_light)))
+        model["training"]["folds"] = folds
+        (out / Answerability.FILE).write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
+        meta["answerability"] = model["training"]
     meta["training"]["seconds"] = round(time.time() - t0, 1)
     (out / "judge.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return meta

@@ -12,6 +12,13 @@ Saved as judge.json (feature names, calibration, training record) and judge.npz 
 no pickle). Inference is two matrix products in numpy: no model run per question beyond the
 query vector the retriever already has.
 
+A third piece decides whether the question is answered at all (answerable.json beside the judge, when
+trained): question_features() sums up the whole candidate list (the best few probabilities and their
+gaps, how many candidates and passages support, what the question asks for against what the best
+candidates hold, the rarest question word every passage lacks) and a logistic regression over it,
+calibrated on dev, gives the confidence /ask compares with its threshold. Without that file the best
+candidate's calibrated probability decides, as before.
+
 Two additions are built and measured but off in the shipped judge (README, "The judge"): token-level
 match features (service/tokens.py; a judge trained with them lists them in its scalars) and a
 cross-encoder second stage over the light judge's best K (service/crossjudge.py; used when judge.json
@@ -199,6 +206,92 @@ def token_features(q: Tokens, cands: list[Tokens], rows: list[int], weights: np.
 
 ALL_SCALARS = SCALARS + TOKEN_SCALARS  # a judge trained with the token match reads these, in this order
 
+# What the answerability model reads of a question's whole candidate list (question_features).
+QUESTION_FEATURES = (
+    "logit_1", "logit_2", "logit_3", "gap_12", "gap_13", "mean_top5", "support_half", "support_03", "n_candidates",
+    "passages_top5", "top3_one_passage", "best_cos_sentence", "best_cos_passage", "max_cos_passage",
+    "best_idf_cover_sentence", "best_idf_cover_passage", "max_idf_cover_passage", "best_missing_rare",
+    "missing_rare_everywhere", "best_topic_cover", "max_topic_cover", "asks_figure", "figure_best", "figure_top3",
+    "asks_who", "name_best", "asks_when", "date_best", "period_named", "period_best", "period_top5",
+    "council_named", "council_best", "decision_q", "resolution_best", "resolution_top5", "proposal_q",
+    "recommendation_best", "best_passage_rank", "best_passage_score",
+)
+ANSWERABILITY_VERSION = 1
+
+
+def question_features(probs: np.ndarray, scalars: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """[len(QUESTION_FEATURES)]: one question's candidate list summed up for the answerability model.
+
+    Args:
+        probs: the judge's probability for each candidate; scalars: their scalar features (SCALARS
+            first, as features() gives them); rows: each candidate's passage (chunk row, -1 outside the hits).
+    """
+    n = len(probs)
+    out = np.zeros(len(QUESTION_FEATURES), dtype=np.float32)
+    if n == 0:
+        return out
+    col = {name: i for i, name in enumerate(SCALARS)}
+    order = np.argsort(-np.asarray(probs, dtype=np.float64), kind="stable")
+    p = np.asarray(probs, dtype=np.float64)[order]
+    s = np.asarray(scalars)[order]
+    r = np.asarray(rows)[order]
+    pad = np.concatenate([p, np.zeros(3)])[:3]
+    logit = np.log(np.clip(pad, 1e-4, 1 - 1e-4) / (1 - np.clip(pad, 1e-4, 1 - 1e-4)))
+    best, top3, top5 = s[0], s[:3], s[:5]
+
+    def c(name: str, among: np.ndarray | None = None) -> np.ndarray:
+        return (s if among is None else among)[:, col[name]]
+
+    asks_figure, asks_who, asks_when = best[col["asks_figure"]], best[col["asks_who"]], best[col["asks_when"]]
+    period, council = best[col["period_named"]], best[col["council_named"]]
+    decision, proposal = best[col["decision_q"]], best[col["proposal_q"]]
+    out[:] = (
+        logit[0], logit[1], logit[2], pad[0] - pad[1], pad[0] - pad[2], float(p[:5].mean()),
+        math.log1p(int((p >= 0.5 * p[0]).sum())), math.log1p(int((p >= 0.3).sum())), math.log1p(n),
+        len(set(r[:5].tolist())) / min(5, n), float(np.mean(r[1:3] == r[0])) if n > 1 else 1.0,
+        best[col["cos_sentence"]], best[col["cos_passage"]], float(c("cos_passage").max()),
+        best[col["idf_cover_sentence"]], best[col["idf_cover_passage"]], float(c("idf_cover_passage").max()),
+        best[col["missing_rare"]], float(c("missing_rare").min()),
+        best[col["topic_cover"]], float(c("topic_cover").max()),
+        asks_figure, asks_figure * best[col["figure_held"]], asks_figure * float(c("figure_held", top3).max()),
+        asks_who, asks_who * best[col["name_held"]], asks_when, asks_when * best[col["date_held"]],
+        period, period * best[col["period_reached"]], period * float(c("period_reached", top5).max()),
+        council, council * best[col["council_match"]],
+        decision, decision * best[col["is_resolution"]], decision * float(c("is_resolution", top5).max()),
+        proposal, proposal * best[col["is_recommendation"]],
+        best[col["passage_rank"]], best[col["passage_score"]],
+    )
+    return out
+
+
+class Answerability:
+    """Whether the question's best candidate answers it, read from the whole candidate list: a logistic
+    regression over question_features(), then an isotonic calibration measured on dev (answerable.json)."""
+
+    FILE = "answerable.json"
+
+    def __init__(self, meta: dict) -> None:
+        if meta.get("version") != ANSWERABILITY_VERSION or tuple(meta.get("features", ())) != QUESTION_FEATURES:
+            raise ValueError("the answerability model was trained with other question features; "
+                             "retrain the judge with `python -m evals train-judge`")
+        self.meta = meta
+        self.mean, self.std = np.asarray(meta["mean"]), np.asarray(meta["std"])
+        self.coef, self.intercept = np.asarray(meta["coef"]), float(meta["intercept"])
+        self.cal_x, self.cal_y = np.asarray(meta["calibration"]["x"]), np.asarray(meta["calibration"]["y"])
+
+    @classmethod
+    def load(cls, folder: Path) -> "Answerability | None":
+        path = Path(folder) / cls.FILE
+        return cls(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else None
+
+    def raw(self, feats: np.ndarray) -> float:
+        """The regression's probability, before calibration."""
+        z = float(((np.asarray(feats) - self.mean) / self.std) @ self.coef + self.intercept)
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    def __call__(self, feats: np.ndarray) -> float:
+        return float(np.interp(self.raw(feats), self.cal_x, self.cal_y))
+
 
 class Judge:
     """The trained network and its calibration; probabilities for candidates and for a question."""
@@ -226,6 +319,9 @@ class Judge:
         self.calibration = meta.get("calibration_light") if self.cross is None and meta.get("calibration_light") else \
             meta["calibration"]
         self.cal_x, self.cal_y = np.asarray(self.calibration["x"]), np.asarray(self.calibration["y"])
+        # The question-level decision, when trained with this judge (for its light judge alone: a judge with
+        # a second stage keeps the best candidate's calibration); without the file, that calibration decides.
+        self.answerability = Answerability.load(folder) if self.cross is None else None
 
     def logits(self, pair: np.ndarray, scalars: np.ndarray) -> np.ndarray:
         x = np.concatenate([pair, (scalars - self.mean) / self.std], axis=1)
@@ -247,6 +343,13 @@ class Judge:
     def answerable(self, best_probability: float) -> float:
         """The calibrated chance that the question's best candidate answers it (measured on dev)."""
         return float(np.interp(best_probability, self.cal_x, self.cal_y))
+
+    def confidence(self, probs: np.ndarray, scalars: np.ndarray, rows: np.ndarray) -> float:
+        """The calibrated chance that the question's best candidate answers it: from the whole candidate
+        list when the judge has its answerability model, else from the best probability alone."""
+        if self.answerability is None:
+            return self.answerable(float(np.max(probs)))
+        return self.answerability(question_features(probs, scalars, rows))
 
 
 def combine(light: np.ndarray, top: np.ndarray, cross: np.ndarray, weight: float) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from service_fixtures import app_client  # noqa: F401
@@ -246,3 +247,27 @@ def test_topic_terms_drop_decision_verbs_and_board_words():
     assert topic_terms("what did the board resolve about the pharmaceutical needs assessment?") == \
         topic_terms("pharmaceutical needs assessment")
     assert topic_terms("has the Health and Wellbeing Board ever endorsed anything?") == set()
+
+
+def test_a_judge_with_an_answerability_model_decides_found_with_it(real_index, tmp_path):
+    """The answerer asks the judge's question-level model when its folder has one: a model that is sure
+    of nothing declines what the best-probability calibration answers, and its confidence is the model's."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.config import ServiceSettings
+    from service.judge import ANSWERABILITY_VERSION, QUESTION_FEATURES, Answerability
+
+    shipped = Path(__file__).resolve().parent.parent / "models" / "judge"
+    for name in ("judge.json", "judge.npz"):
+        shutil.copy(shipped / name, tmp_path / name)
+    n = len(QUESTION_FEATURES)
+    (tmp_path / Answerability.FILE).write_text(json.dumps({
+        "version": ANSWERABILITY_VERSION, "features": list(QUESTION_FEATURES), "mean": [0.0] * n, "std": [1.0] * n,
+        "coef": [0.0] * n, "intercept": 0.0, "calibration": {"x": [0.0, 1.0], "y": [0.1, 0.1]}}))
+    q = QUESTIONS[ANSWERABLE[0]]["question"]
+    with TestClient(create_app(ServiceSettings(index_dir=real_index, judge_dir=tmp_path))) as client:
+        a = ask(client, q)
+    assert a["found"] is False and a["confidence"] == pytest.approx(0.1), a

@@ -99,9 +99,9 @@ class Answerer:
         top = g.hits[0].score or 1.0 if g.hits else 1.0
         rank = {h.chunk.id: (i, max(0.0, h.score / top)) for i, h in enumerate(g.hits)}
         cands = []
-        for s, vec in zip(g.candidates, g.vectors):
+        for s, vec, row in zip(g.candidates, g.vectors, self.candidate_rows(g)):
             r, score = rank.get(s.chunk.id, (0, 1.0))  # a decision record counts as a best passage
-            cands.append(Candidate(s.text, vec, self._row_of.get(s.chunk.id, -1), r, score, s.index < 0))
+            cands.append(Candidate(s.text, vec, int(row), r, score, s.index < 0))
         index = self.retriever.index
         pair, scalars = features(g.question, g.query_vector, cands, index.chunks, index.vectors, self.vocab)
         if not tokens:
@@ -112,11 +112,15 @@ class Answerer:
         match = token_features(qt, ct, [c.chunk_row for c in cands], idf, rare)
         return pair, np.concatenate([scalars, match], axis=1)
 
-    def judge_scores(self, g: Gathered) -> np.ndarray:
+    def candidate_rows(self, g: Gathered) -> np.ndarray:
+        """Each candidate's passage (its chunk row; -1 for a decision record outside the index's chunks)."""
+        return np.asarray([self._row_of.get(s.chunk.id, -1) for s in g.candidates], dtype=np.int64)
+
+    def judge_scores(self, g: Gathered, features: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """The judge's probability that each candidate answers (both stages when it has its second)."""
         from service.crossjudge import pair_text
 
-        pair, scalars = self.judge_features(g, self.judge.uses_tokens)
+        pair, scalars = features if features is not None else self.judge_features(g, self.judge.uses_tokens)
         # The texts only the second stage reads (not built when the judge has none, as shipped).
         texts = [pair_text(c) for c in g.candidates] if self.judge.cross is not None else []
         return self.judge.scores(g.question.query, pair, scalars, texts)
@@ -157,9 +161,12 @@ class Answerer:
             return declined("weak_evidence", papers, passages)
         s = self.settings
         if self.judge is not None:
-            p = self.judge_scores(g)
+            feats = self.judge_features(g, self.judge.uses_tokens)
+            p = self.judge_scores(g, feats)
             scored = [dataclasses.replace(c, score=float(x)) for c, x in zip(g.candidates, p)]
-            confidence = self.judge.answerable(float(p.max()))
+            # Found or not is decided over the whole candidate list when the judge has its answerability
+            # model, else from the best candidate's calibrated probability (service/judge.py).
+            confidence = self.judge.confidence(p, feats[1], self.candidate_rows(g))
             chosen = self.selector.choose(scored, g.hits, s.judge_quote_margin, 0.0)
             found = confidence >= s.judge_threshold
         else:
