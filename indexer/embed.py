@@ -111,32 +111,33 @@ class SentenceTransformerEncoder:
 
     @property
     def model(self):
-        """The PyTorch SentenceTransformer, loaded on first use (an ONNX variant from cache never needs it)."""
+        """The PyTorch model (indexer/textmodel.py), loaded on first use (an ONNX variant from cache never needs it).
+
+        A plain Transformer + mean Pooling model runs without sentence-transformers (about 0.4 GB
+        less resident in a build); any other through SentenceTransformer (textmodel.load).
+        """
         if self._model is None:
             # The environment switches only: offline.configure() would import unstructured and spaCy
             # for their loader patch, which encoding never uses (README "Speed", peak memory).
             offline.switches()
-            from sentence_transformers import SentenceTransformer
+            _return_freed_buffers()
+            from indexer import textmodel
 
             try:
-                import torch
-
-                # float32 whatever the stored weights (the tuned model ships as float16 to halve its size).
-                self._model = SentenceTransformer(self._path, device=self._device,
-                                                  model_kwargs={"dtype": torch.float32})
+                self._model = textmodel.load(self._path, self._device)
             except Exception as e:  # hub errors, missing files: all mean "cannot load this model"
                 raise EncoderError(f"cannot load embedding model {self.name!r} ({self._path}): {e}") from e
             if self._threads:
+                import torch
+
                 torch.set_num_threads(self._threads)
         return self._model
 
     def _use_torch_facts(self) -> None:
-        dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(dim_of())
+        self.dim = int(self.model.dim)
         self.max_seq_length = int(self.model.max_seq_length)
         # max_seq_length counts the [CLS] and [SEP] tokens the model adds.
         self.max_tokens = self.max_seq_length - 2
-        self._tokenizer = self.model.tokenizer
 
     def _open_onnx(self, variant: str, cache_dir: Path | None) -> None:
         import onnxruntime as ort
@@ -162,7 +163,7 @@ class SentenceTransformerEncoder:
         if self._fast_tokenizer is not None:
             # Without [CLS]/[SEP] and untruncated, as the PyTorch tokenizer counts below.
             return len(self._counter.encode(text, add_special_tokens=False).ids)
-        return len(self._tokenizer.encode(text, add_special_tokens=False, verbose=False))
+        return self.model.count_tokens(text)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
                desc: str = "embed") -> np.ndarray:
@@ -172,8 +173,11 @@ class SentenceTransformerEncoder:
             return self._encode_bucketed(texts, batch_size, progress, desc)
         if len(texts) <= _SMALL_BATCH and not progress:
             return self._encode_small(texts)
+        if self.model.kind != "sentence-transformers":
+            # The texts' vectors of the span pass, without spans: bucketed by length, mean-pooled.
+            return self.encode_spans(texts, [()] * len(texts), batch_size, progress, desc)[0]
         with self._bulk_precision():
-            vectors = self.model.encode(
+            vectors = self.model.st.encode(
                 list(texts),
                 batch_size=batch_size,
                 show_progress_bar=progress,
@@ -223,25 +227,21 @@ class SentenceTransformerEncoder:
         span_out = np.zeros((int(first[-1]), self.dim), dtype=np.float32)
         if not texts:
             return out, span_out
-        tok = self.model.tokenizer
-        enc = tok(list(texts), truncation=True, max_length=self.max_seq_length, return_offsets_mapping=True,
-                  return_attention_mask=False, return_token_type_ids=False)
-        ids = enc["input_ids"]
-        offsets = enc["offset_mapping"]
+        ids, offsets = self.model.tokenize(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         # Longest first in batches of about batch_size * 256 tokens, each padded to its own longest
         # (see _encode_bucketed): chunks vary from a heading to 254 word pieces.
         order = np.argsort(-lengths, kind="stable")
         budget = max(1, batch_size) * _BUCKET_TOKENS
-        names = set(tok.model_input_names)
-        pad = tok.pad_token_id or 0
+        names = set(self.model.input_names)
         with torch.inference_mode(), self._bulk_precision(), \
                 tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
             i = 0
             while i < len(order):
                 width = int(lengths[order[i]])
                 rows = order[i:i + max(1, budget // max(width, 1))]
-                input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                # Padding is masked out of attention and pooling: its id does not matter.
+                input_ids = torch.zeros((len(rows), width), dtype=torch.long)
                 mask = torch.zeros((len(rows), width), dtype=torch.long)
                 for r, row in enumerate(rows):
                     input_ids[r, :lengths[row]] = torch.tensor(ids[row], dtype=torch.long)
@@ -323,8 +323,7 @@ class SentenceTransformerEncoder:
             e = self._query_tokenizer.encode(texts[0])
             features = {"input_ids": [e.ids], "attention_mask": [e.attention_mask], "token_type_ids": [e.type_ids]}
         else:
-            features = self._tokenizer(list(texts), padding=True, truncation=True,
-                                       max_length=self.max_seq_length, return_tensors="np")
+            features = _padded(self.model.tokenize(texts)[0], names)
         out = session.run(None, {n: np.asarray(features[n], dtype=np.int64) for n in names})[0]
         return np.asarray(out, dtype=np.float32)
 
@@ -365,9 +364,8 @@ class SentenceTransformerEncoder:
         import torch
 
         with torch.inference_mode():
-            # sentence-transformers renamed tokenize to preprocess; accept either version.
-            prepare = getattr(self.model, "preprocess", None) or self.model.tokenize
-            features = prepare(list(texts))
+            padded = _padded(self.model.tokenize(texts)[0], self.model.input_names)
+            features = {n: torch.from_numpy(a) for n, a in padded.items()}
             out = self.model(features)["sentence_embedding"]
             out = torch.nn.functional.normalize(out, dim=1)
         return out.float().numpy()
@@ -377,7 +375,7 @@ class SentenceTransformerEncoder:
 # onnxruntime with int8 weights (dynamic quantisation: about twice as fast again, close vectors).
 VARIANTS = ("torch", "onnx", "onnx-int8")
 # Bump when the export or the quantisation changes what a cached file holds.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: traced from indexer/textmodel.py's forward pass (the same vectors)
 # Tokens per batch for each unit of batch_size (see _encode_bucketed).
 _BUCKET_TOKENS = 256
 # Texts the exported graph is checked on against PyTorch, with the least cosine each variant must keep.
@@ -409,6 +407,31 @@ def resolve_precision(precision: str) -> str:
     except OSError:
         return "fp32"
     return "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "fp32"
+
+
+def _return_freed_buffers() -> None:
+    """Large allocations straight from mmap, so a freed activation buffer goes back to the system.
+
+    glibc raises its mmap threshold each time a large block is freed (up to 32 MB), so after the
+    first batches PyTorch's activation buffers (a few MB to tens of MB, a new shape every bucketed
+    batch) come from the heap, whose freed holes stay resident: a build's heap grew by hundreds of
+    MB over the sentences' pass. A fixed threshold (setting it stops the adjustment) keeps them out
+    of the heap (README "Speed", peak memory, fourth round). Set before PyTorch loads; glibc only.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    except (OSError, AttributeError):  # another C library (musl): its own allocator, nothing to set
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+_MMAP_THRESHOLD = 64 * 1024
 
 
 def cap_threads(threads: int) -> None:
@@ -534,60 +557,60 @@ def _export_checked(enc: SentenceTransformerEncoder, variant: str, key: str, wor
         quantize_dynamic(str(fp32), str(made), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul"])
     session = ort.InferenceSession(str(made), _session_options(enc._threads), providers=["CPUExecutionProvider"])
-    features = enc.model.tokenizer(_PROBES, padding=True, truncation=True, max_length=int(enc.model.max_seq_length),
-                                   return_tensors="np")
-    ours = session.run(None, {n: np.asarray(features[n], dtype=np.int64) for n in names})[0]
-    ref = np.asarray(enc.model.encode(_PROBES, normalize_embeddings=True, convert_to_numpy=True))
+    features = _padded(enc.model.tokenize(_PROBES)[0], names)
+    ours = session.run(None, features)[0]
+    ref = enc._encode_torch(_PROBES)
     least = float(np.min(np.sum(ours * ref, axis=1)))
     if least < _LEAST_COSINE[variant]:
         raise EncoderError(f"the {variant} export's vectors are too far from PyTorch's (cosine {least:.4f})")
-    dim_of = getattr(enc.model, "get_embedding_dimension", None) or enc.model.get_sentence_embedding_dimension
-    facts = {"model": enc.name, "variant": variant, "key": key, "dim": int(dim_of()),
+    facts = {"model": enc.name, "variant": variant, "key": key, "dim": int(enc.model.dim),
              "max_seq_length": int(enc.model.max_seq_length), "inputs": names, "least_probe_cosine": round(least, 5),
              "export_version": EXPORT_VERSION}
     return made, facts
 
 
-def _is_mean_pooling(pooling) -> bool:
-    # sentence-transformers 6 says pooling_mode="mean"; earlier versions set pooling_mode_mean_tokens.
-    config = pooling.get_config_dict()
-    modes = config.get("pooling_mode")
-    modes = [modes] if isinstance(modes, str) else list(modes or [])
-    if modes:
-        return modes == ["mean"]
-    flags = [k for k, v in config.items() if k.startswith("pooling_mode_") and v]
-    return flags == ["pooling_mode_mean_tokens"]
+def _padded(ids: Sequence[Sequence[int]], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Token ids padded to the longest, as int64 arrays under the model's input names."""
+    width = max((len(x) for x in ids), default=0)
+    out = {n: np.zeros((len(ids), width), dtype=np.int64) for n in names}
+    for r, row in enumerate(ids):
+        out["input_ids"][r, :len(row)] = row
+        out["attention_mask"][r, :len(row)] = 1
+    return out
 
 
 def _export_bytes(model) -> tuple[bytes, list[str]]:
-    """The ONNX graph (transformer, mean pooling, L2 normalisation) of a Transformer + mean Pooling model."""
+    """The ONNX graph (transformer, mean pooling, L2 normalisation) of a Transformer + mean Pooling model.
+
+    `model` is the encoder's textmodel; the graph is traced from its own forward pass (our BERT,
+    or the transformers model inside a SentenceTransformer, which then refuses other poolings).
+    """
     import io
     import warnings
 
     import torch
-    from sentence_transformers.models import Normalize, Pooling, Transformer
 
-    modules = list(model)
-    if not (len(modules) in (2, 3) and isinstance(modules[0], Transformer) and isinstance(modules[1], Pooling)
-            and _is_mean_pooling(modules[1])
-            and all(isinstance(m, Normalize) for m in modules[2:])):
-        raise EncoderError(f"only Transformer + mean Pooling models are exported, not {[type(m).__name__ for m in modules]}")
-    auto = modules[0].auto_model
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in model.tokenizer.model_input_names]
+    from indexer.textmodel import NotPlain
+
+    try:
+        hidden = model.exportable()
+    except NotPlain as e:
+        raise EncoderError(str(e)) from e
+    names = list(model.input_names)
 
     class MeanPooled(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.auto = auto
+            self.hidden = hidden
 
         def forward(self, *inputs):
             kw = dict(zip(names, inputs))
-            hidden = self.auto(**kw).last_hidden_state
+            hidden = self.hidden(*inputs)
             mask = kw["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
-    example = model.tokenizer(["a probe"], return_tensors="pt")
+    example = {n: torch.from_numpy(a) for n, a in _padded(model.tokenize(["a probe"])[0], names).items()}
     buffer = io.BytesIO()
     # The tracer warns that some shape checks become constants. For an encoder they are: no
     # causal mask, and the attention mask always spans the tokens. The probe in enable_onnx and
