@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     tj.add_argument("--exclude-docs", default="")
     tj.add_argument("--cross", action="store_true",
                     help="also train the cross-encoder second stage (measured, not shipped: see README, \"The judge\")")
+    tj.add_argument("--seed", type=int, default=13,
+                    help="the light judge's seed (initial weights, dropout, question order); 13 is the shipped judge's")
     tj.add_argument("--cross-epochs", type=int, default=2)
     tj.add_argument("--cross-k", type=int, default=8, help="candidates the cross-encoder reads per question")
     tj.add_argument("--cross-layers", type=int, default=2, help="layers of the tuned encoder it keeps")

@@ -60,6 +60,6 @@ def main(args) -> int:
     cross = {"epochs": args.cross_epochs, "k": args.cross_k, "layers": args.cross_layers}
     meta = train_judge(svc.answerer, _rows("train", exclude), _rows("dev", exclude), args.out,
                        svc.index.manifest["model"]["name"], cross=args.cross, cross_options=cross, folds=args.folds,
-                       index_note=f"{args.index} ({len(svc.index.chunks)} chunks)")
+                       index_note=f"{args.index} ({len(svc.index.chunks)} chunks)", seed=args.seed)
     print(json.dumps(meta["training"] | {"calibration": meta["calibration"]}, indent=1))
     return 0

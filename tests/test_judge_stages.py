@@ -152,3 +152,26 @@ def test_token_vectors_of_the_real_encoder():
     near, far = enc.encode(["The screening budget was £1.2m.", "The board met in March."])
     match = token_features(q, [near, far], [0, 1], idf, rare)
     assert match[0, 0] > match[1, 0]  # the sentence holding the words matches them better
+
+
+@pytest.mark.parametrize("argv, seed", [([], 13), (["--seed", "7"], 7)])
+def test_train_judge_seed_reaches_the_fit(monkeypatch, tmp_path, argv, seed):
+    # `python -m evals train-judge --seed S` hands S to fit() (through train_judge's **kw, which the
+    # training record keeps); without it the shipped judge's seed, 13.
+    from types import SimpleNamespace
+
+    import evals.train_judge
+    import evals.training
+    from evals.__main__ import main
+
+    seen = {}
+
+    def fake_train_judge(answerer, train_rows, dev_rows, out, encoder, **kw):
+        seen.update(kw)
+        return {"training": {}, "calibration": {}}
+
+    index = SimpleNamespace(manifest={"model": {"name": "m"}}, chunks=[])
+    monkeypatch.setattr(evals.training, "_services", lambda *a, **k: SimpleNamespace(answerer=None, index=index))
+    monkeypatch.setattr(evals.train_judge, "train_judge", fake_train_judge)
+    assert main(["train-judge", "--index", str(tmp_path), "--out", str(tmp_path / "j"), *argv]) == 0
+    assert seen["seed"] == seed
