@@ -173,28 +173,19 @@ class SentenceTransformerModel:
         if not (len(modules) in (2, 3) and isinstance(modules[0], Transformer) and isinstance(modules[1], Pooling)
                 and _is_mean(modules[1].get_config_dict()) and all(isinstance(m, Normalize) for m in modules[2:])):
             raise NotPlain(f"only Transformer + mean Pooling models are exported, not {[type(m).__name__ for m in modules]}")
-        auto = modules[0].auto_model
-        import torch
-
-        class Hidden(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.auto = auto
-
-            def forward(self, input_ids, attention_mask, token_type_ids=None):
-                kw = {"input_ids": input_ids, "attention_mask": attention_mask}
-                if token_type_ids is not None:
-                    kw["token_type_ids"] = token_type_ids
-                return self.auto(**kw).last_hidden_state
-
-        return Hidden()
+        return _hidden_states(modules[0].auto_model)
 
 
 def _auto(root: Path):
     import torch
     from transformers import AutoModel
 
-    auto = AutoModel.from_pretrained(str(root), dtype=torch.float32)
+    return _hidden_states(AutoModel.from_pretrained(str(root), dtype=torch.float32))
+
+
+def _hidden_states(auto):
+    """A transformers model as a module returning its last hidden state (what mean pooling reads)."""
+    import torch
 
     class Hidden(torch.nn.Module):
         def __init__(self) -> None:
