@@ -25,18 +25,17 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.configure(settings.log_level, settings.log_format)
 
-    from indexer.embed import EncoderError, load_encoder
-    from indexer.store import IndexError_, encoder_cache_dir, load_index
+    from indexer.embed import EncoderError
+    from indexer.store import IndexError_, load_index
     from service.app import create_app
+    from service.reload import query_encoder
 
     encoder = index = None
     try:
         # Load before serving so a wrong index is one clear line, not a failed startup trace.
         index = load_index(settings.index_dir)
         # Queries run the way the index's vectors were made (its manifest's variant).
-        encoder = load_encoder(settings.model or index.manifest["model"]["name"],
-                               index.manifest["model"].get("variant", "torch"), encoder_cache_dir(settings.index_dir),
-                               threads=settings.query_threads)
+        encoder = query_encoder(settings, index.manifest)
         index = load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim) \
             if settings.model else index
     except (IndexError_, EncoderError) as e:

@@ -28,6 +28,16 @@ DEFAULT_JUDGE = Path(__file__).resolve().parent.parent / "models" / "judge"
 LOAD_JUDGE = object()  # build_services' default: load the judge named by the settings
 
 
+def query_encoder(settings: ServiceSettings, manifest: dict) -> Encoder:
+    """The encoder for queries over an index with this manifest: its model (unless the settings name
+    another), run as its vectors were made (its variant), on the service's query threads."""
+    from indexer.store import encoder_cache_dir
+
+    model = manifest.get("model", {})
+    return load_encoder(settings.model or model.get("name") or DEFAULT_MODEL, model.get("variant", "torch"),
+                        encoder_cache_dir(settings.index_dir), threads=settings.query_threads)
+
+
 def build_services(settings: ServiceSettings, encoder: Encoder | None = None, index: LoadedIndex | None = None,
                    judge=LOAD_JUDGE) -> Services:
     """Everything a request needs, built from one index (a reload builds a whole new one).
@@ -41,14 +51,12 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
 
     if encoder is None:
         # Unless told otherwise, queries are encoded by the model that built the index.
-        from indexer.store import encoder_cache_dir, read_manifest
+        from indexer.store import read_manifest
 
         built = (index.manifest if index is not None else read_manifest(settings.index_dir)) or {}
         # ... and run the way it ran there (fp32 PyTorch, fp32 or int8 onnxruntime), so a query's
         # vector is comparable with the passages'.
-        encoder = load_encoder(settings.model or built.get("model", {}).get("name") or DEFAULT_MODEL,
-                               built.get("model", {}).get("variant", "torch"), encoder_cache_dir(settings.index_dir),
-                               threads=settings.query_threads)
+        encoder = query_encoder(settings, built)
     index = index or load_index(settings.index_dir, expect_model=encoder.name, expect_dim=encoder.dim)
     if index.manifest["model"]["name"] != encoder.name or index.manifest["model"]["dim"] != encoder.dim:
         raise IndexError_(
