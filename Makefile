@@ -92,7 +92,7 @@ judge: install-dev
 	rm -rf $(TRAIN_CORPUS) && mkdir -p $(TRAIN_CORPUS) && cp $(CORPUS)/* $(TRAIN_CORPUS)/
 	-cp ../shared/council_pdfs/*.pdf $(TRAIN_CORPUS)/ 2>/dev/null
 	$(PY) -m indexer build $(TRAIN_CORPUS) --index .train/index-base --model sentence-transformers/all-MiniLM-L6-v2
-	$(PY) -m evals train-encoder --index .train/index-base --out models/encoder
+	$(PY) -m evals train-encoder --index .train/index-base --out models/encoder --epochs 2
 	$(PY) -m indexer build $(TRAIN_CORPUS) --index .train/index-tuned --model boardpapers/minilm-members
 	$(PY) -m evals train-judge --index .train/index-tuned --out models/judge
 

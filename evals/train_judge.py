@@ -43,7 +43,7 @@ class Examples:
     texts: list[str] = dataclasses.field(default_factory=list)  # what the cross-encoder reads of each candidate
     asked: list[str] = dataclasses.field(default_factory=list)  # each question's query text (per row)
     rows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))  # each candidate's passage
-    groups: list[str] = dataclasses.field(default_factory=list)  # each question's (paper, section), for folds
+    groups: list[str] = dataclasses.field(default_factory=list)  # each question's split group, for folds
 
     def subset(self, questions: np.ndarray) -> "Examples":
         """The candidates of these questions only (question numbers and per-question arrays kept whole)."""
@@ -61,13 +61,15 @@ def collect(rows: list[dict], answerer, tokens: bool = False) -> Examples:
 
     from service.crossjudge import pair_text
 
-    pairs, scalars, labels, owner, answerable, texts, asked, passage, groups = [], [], [], [], [], [], [], [], []
+    from evals.trainset import group_keys
+
+    pairs, scalars, labels, owner, answerable, texts, asked, passage = [], [], [], [], [], [], [], []
+    groups = group_keys(rows)  # the split's own groups (evals/trainset.py), so folds keep near-duplicates together
     for i, r in enumerate(tqdm(rows, desc="judge examples", unit="q")):
         req = AskRequest(question=r["question"], history=[Turn(question=h) for h in r.get("history") or []])
         g = answerer.gather(req)
         answerable.append("evidence" in r)
         asked.append(g.question.query)
-        groups.append(f"{r.get('doc', '')}\n{r.get('section', r.get('id', i))}")
         if not g.candidates:
             continue
         p, s = answerer.judge_features(g, tokens)
@@ -160,7 +162,7 @@ def fit(train: Examples, dev: Examples, *, hidden: int = 64, epochs: int = 20, l
 
 def out_of_fold(train: Examples, dev: Examples, folds: int = 5, seed: int = 13, **kw) -> np.ndarray:
     """Each training candidate's probability from a light judge fitted without its fold (folds of whole
-    (paper, section) groups, so near-duplicate questions never straddle one), early-stopped on dev as the
+    split groups (evals/trainset.py), so near-duplicate questions never straddle one), early-stopped on dev as the
     full judge is. In-sample probabilities are over-confident; the answerability model trains on these."""
     qids = np.unique(train.question)
     keys = sorted({train.groups[q] for q in qids}) if train.groups else [str(q) for q in qids]

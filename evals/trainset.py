@@ -1,8 +1,11 @@
 """Training data: the members' questions written for training, split into train and dev by section.
 
 The writers (who saw only the papers) left one file per part of the papers; `python -m evals split-training`
-merges them and splits by (paper, section), so near-duplicate questions about one section never
-straddle the split. The held-out sets (evals/heldout*/) are never read here.
+merges them and splits them into groups that stay on one side: questions under one (paper, section)
+label, and questions whose evidence quotes overlap in the paper. The second matters because two
+writers over the same part of a paper name its sections differently ("Minutes 8 March 2018 – 6.
+Screening Update" and "Minutes of the previous meeting"), so labels alone let a near-duplicate of a
+dev question into train. The held-out sets (evals/heldout*/) are never read here.
 
 Layout (evals/train/):
     train_questions.jsonl  train_unanswerable.jsonl   fitting (encoder and judge)
@@ -14,6 +17,7 @@ papers the models have never been fitted on, so they measure how far the trainin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -23,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evals.questions import KINDS
+from evals.relevance import normalise
 
 HERE = Path(__file__).resolve().parent
 TRAIN_DIR = HERE / "train"
-DEV_SHARE = 5  # one section in five goes to dev
+CORPUS_DIR = HERE.parent / "corpus"  # where the writers' papers are, as plain text
+DEV_SHARE = 4  # one group in four goes to dev (groups are lumpy: about one row in five)
 TRAPS = ("figure_not_given", "wrong_council", "wrong_body", "wrong_period", "decision_not_taken",
          "detail_not_stated", "off_topic")
 
@@ -47,9 +53,53 @@ def section_key(row: dict) -> str:
     return f"{row.get('doc') or ''}|{section}"
 
 
-def is_dev(row: dict) -> bool:
-    digest = hashlib.sha256(section_key(row).encode()).digest()
-    return digest[0] % DEV_SHARE == 0
+def is_dev(key: str) -> bool:
+    """Whether a group (named by group_keys) goes to dev."""
+    return hashlib.sha256(key.encode()).digest()[0] % DEV_SHARE == 0
+
+
+def group_keys(rows: list[dict], papers: dict[str, str] | None = None) -> list[str]:
+    """Each row's group: rows that share a section label or whose evidence quotes overlap in the
+    paper are joined (transitively); a group is named by its smallest section key, so it keeps its
+    name, and its side of the split, while other groups grow. `papers` maps a doc id to its
+    normalised text (default: the bundled corpus); a quote not found there joins nothing."""
+    papers = corpus_texts() if papers is None else papers
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    spans: dict[str, list[tuple[int, int, int]]] = {}
+    for i, r in enumerate(rows):
+        parent[find(i)] = find(first.setdefault(section_key(r), i))
+        text = papers.get(r.get("doc") or "")
+        for quote in (r.get("evidence") or []) if text else []:
+            q = normalise(str(quote))
+            at = text.find(q) if q else -1
+            if at >= 0:
+                spans.setdefault(r["doc"], []).append((at, at + len(q), i))
+    for found in spans.values():
+        found.sort()
+        end, last = -1, -1
+        for start, stop, i in found:
+            if last >= 0 and start < end:  # overlaps a quote seen before it
+                parent[find(i)] = find(last)
+            if stop > end:
+                end, last = stop, i
+    names: dict[int, str] = {}
+    for i, r in enumerate(rows):
+        root = find(i)
+        names[root] = min(names.get(root, section_key(r)), section_key(r))
+    return [names[find(i)] for i in range(len(rows))]
+
+
+@functools.lru_cache(maxsize=1)
+def corpus_texts() -> dict[str, str]:
+    return {p.stem: normalise(p.read_text(encoding="utf-8")) for p in sorted(CORPUS_DIR.glob("*.txt"))}
 
 
 def _rows(path: Path) -> list[dict]:
@@ -79,6 +129,7 @@ def split(files: Iterable[Path]) -> tuple[Split, list[str]]:
     parts: dict[str, list[dict]] = {"tq": [], "tu": [], "dq": [], "du": []}
     dropped: list[str] = []
     seen_ids, seen_text = set(), set()
+    kept: list[dict] = []
     for path in files:
         for row in _rows(path):
             why = validate(row)
@@ -92,8 +143,9 @@ def split(files: Iterable[Path]) -> tuple[Split, list[str]]:
                 continue
             seen_ids.add(row["id"])
             seen_text.add((text, tuple(row.get("history") or ())))
-            answerable = "evidence" in row
-            parts[("d" if is_dev(row) else "t") + ("q" if answerable else "u")].append(row)
+            kept.append(row)
+    for row, key in zip(kept, group_keys(kept)):
+        parts[("d" if is_dev(key) else "t") + ("q" if "evidence" in row else "u")].append(row)
     return Split(parts["tq"], parts["tu"], parts["dq"], parts["du"]), dropped
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from evals.train_encoder import Triplet, batches, sentence_holds
 from evals.metrics import auc
-from evals.trainset import is_dev, section_key, split
+from evals.trainset import group_keys, section_key, split
 
 
 def test_split_keeps_a_section_on_one_side_and_leaves_out_bad_rows(tmp_path):
@@ -31,8 +31,21 @@ def test_split_keeps_a_section_on_one_side_and_leaves_out_bad_rows(tmp_path):
     assert all(len([r for r in s.train_questions + s.dev_questions if section_key(r) == k]) == 3 for k in dev_keys)
     assert len(s.train_unanswerable) + len(s.dev_unanswerable) == 1
     # Section names are compared without case or punctuation.
-    assert is_dev({"id": "x", "doc": "d", "section": "Item 7: Screening"}) == \
-        is_dev({"id": "y", "doc": "d", "section": "item 7 screening"})
+    assert section_key({"id": "x", "doc": "d", "section": "Item 7: Screening"}) == \
+        section_key({"id": "y", "doc": "d", "section": "item 7 screening"})
+
+
+def test_questions_whose_evidence_overlaps_are_one_group_whatever_their_labels():
+    paper = "the board noted the report. it asked for an update on screening uptake in six months. any other business."
+    row = {"question": "q", "kind": "decision", "doc": "d", "answer": "x"}
+    rows = [dict(row, id="a", section="Minutes 6. Screening Update", evidence=["asked for an update on screening"]),
+            dict(row, id="b", section="Minutes of the previous meeting", evidence=["screening uptake in six months"]),
+            dict(row, id="c", section="Any other business", evidence=["any other business"]),
+            {"id": "u", "question": "who chaired it?", "trap": "detail_not_stated", "doc": "d",
+             "section": "minutes of the previous meeting", "why": "not said"}]
+    keys = group_keys(rows, {"d": paper})
+    assert keys[0] == keys[1] == keys[3] != keys[2]  # u joins b by its label, b joins a by its quote
+    assert keys[0] == min(section_key(r) for r in (rows[0], rows[1], rows[3]))
 
 
 def test_batches_never_hold_one_positive_twice():
