@@ -71,6 +71,8 @@ evals: install-dev index
 	$(EXTRACTIVE) $(PY) -m evals ask --index $(INDEX) --questions evals/heldout2/questions.jsonl --unanswerable evals/heldout2/unanswerable.jsonl --out $(EVALS_OUT)/heldout2_ask
 	$(PY) -m evals run --index $(INDEX) --retrievers $(RETRIEVERS) --questions evals/heldout3/questions.jsonl --out $(EVALS_OUT)/heldout3_run
 	$(EXTRACTIVE) $(PY) -m evals ask --index $(INDEX) --questions evals/heldout3/questions.jsonl --unanswerable evals/heldout3/unanswerable.jsonl --out $(EVALS_OUT)/heldout3_ask
+	$(PY) -m evals run --index $(INDEX) --retrievers $(RETRIEVERS) --questions evals/heldout4/questions.jsonl --out $(EVALS_OUT)/heldout4_run
+	$(EXTRACTIVE) $(PY) -m evals ask --index $(INDEX) --questions evals/heldout4/questions.jsonl --unanswerable evals/heldout4/unanswerable.jsonl --out $(EVALS_OUT)/heldout4_ask
 	$(EXTRACTIVE) $(PY) -m evals ablate-ask --index $(INDEX) --questions evals/heldout2/questions.jsonl --unanswerable evals/heldout2/unanswerable.jsonl --out $(EVALS_OUT)/heldout2_ablate_ask
 	$(EXTRACTIVE) $(PY) -m evals ablate-ask --index $(INDEX) --questions evals/heldout3/questions.jsonl --unanswerable evals/heldout3/unanswerable.jsonl --out $(EVALS_OUT)/heldout3_ablate_ask
 	@if [ -n "$$BOARDPAPERS_LLM_URL" ]; then \

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     aa.add_argument("--index", type=Path, default=Path(".index"))
     aa.add_argument("--out", type=Path, required=True)
 
-    st = sub.add_parser("split-training", help="merge the writers' training files and split by section")
+    st = sub.add_parser("split-training", help="merge the writers' training files and split them by group (section label, overlapping quotes)")
     st.add_argument("files", type=Path, nargs="+")
     st.add_argument("--out", type=Path, default=HERE / "train")
 

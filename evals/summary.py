@@ -101,6 +101,9 @@ HELD_OUT = (
     ("heldout3", "3", "Set 3 was written before the encoder and the judge were trained, by a writer who never saw "
                       "the training questions; nothing was tuned on it. Its Kent questions are measured only "
                       "against an index that holds the Kent PDFs (see the README)."),
+    ("heldout4", "4", "Set 4 was written after the second round of training questions, before the models were "
+                      "retrained on them, by a writer who saw only the five bundled papers (never the training "
+                      "questions, the service or its output); it was measured once, after the models were chosen on dev."),
 )
 
 

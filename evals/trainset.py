@@ -1,4 +1,4 @@
-"""Training data: the members' questions written for training, split into train and dev by section.
+"""Training data: the members' questions written for training, split into train and dev by group.
 
 The writers (who saw only the papers) left one file per part of the papers; `python -m evals split-training`
 merges them and splits them into groups that stay on one side: questions under one (paper, section)

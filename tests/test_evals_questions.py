@@ -1,9 +1,9 @@
 """The question sets themselves: well formed, and every evidence quote really is in the papers.
 
 The tuning set (evals/questions.jsonl, evals/unanswerable.jsonl), on which weights and the /ask
-threshold were chosen, three held-out sets (evals/heldout/, evals/heldout2/, evals/heldout3/), each
+threshold were chosen, four held-out sets (evals/heldout/, evals/heldout2/, evals/heldout3/, evals/heldout4/), each
 written without looking at the service, used only to measure, and the training data (evals/train/:
-train and dev, split by section) on which the encoder and the judge are fitted.
+train and dev, split by group) on which the encoder and the judge are fitted.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ SETS = [("questions.jsonl", "unanswerable.jsonl", 80, 30),
         ("heldout/questions.jsonl", "heldout/unanswerable.jsonl", 40, 20),
         ("heldout2/questions.jsonl", "heldout2/unanswerable.jsonl", 60, 30),
         ("heldout3/questions.jsonl", "heldout3/unanswerable.jsonl", 100, 50),
+        ("heldout4/questions.jsonl", "heldout4/unanswerable.jsonl", 100, 50),
         ("kent/questions.jsonl", "kent/unanswerable.jsonl", 100, 40)]
 HELD_OUT = SETS[1:]
 TRAIN = [("train/train_questions.jsonl", "train/train_unanswerable.jsonl", 700, 300),
