@@ -272,7 +272,10 @@ def fit_and_save(train: Examples, dev: Examples, out: Path, encoder_name: str, n
     light = Judge(out)
     dev_light = light.logits(dev.pair, dev.scalars)
     cal_light = calibrate(dev, 1.0 / (1.0 + np.exp(-dev_light)))
-    meta = {"version": JUDGE_VERSION, "scalars": names, "encoder": encoder_name, "calibration": cal_light,
+    from indexer.embed import model_digest
+
+    meta = {"version": JUDGE_VERSION, "scalars": names, "encoder": encoder_name,
+            "encoder_digest": model_digest(encoder_name), "calibration": cal_light,
             "calibration_light": cal_light,
             "training": {"train_questions": n_train, "dev_questions": n_dev,
                          "data": "evals/train/{train,dev}_{questions,unanswerable}.jsonl",

@@ -494,10 +494,35 @@ def _export_key(model_path: str, variant: str) -> str:
             h.update(f"|{pkg}={md.version(pkg)}".encode())
         except md.PackageNotFoundError:
             h.update(f"|{pkg}=none".encode())
+    h.update(f"|{_files_digest(model_path)}".encode())
+    return h.hexdigest()[:20]
+
+
+def model_digest(name: str) -> str:
+    """A digest of the model's files (weights, configuration, tokenizer), or "" for a model that is not
+    a local folder. The index and the judge record it: a model retrained under the same name
+    (`boardpapers/minilm-members` after `make judge`) makes other vectors, and an index or a judge of
+    the old weights must not be read with the new ones."""
+    try:
+        path = resolve_model_path(name)
+    except EncoderError:
+        return ""
+    return _files_digest(path) if Path(path).is_dir() else ""
+
+
+def _files_digest(model_path: str) -> str:
     root = Path(model_path)
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt")):
-        h.update(str(f.relative_to(root)).encode())
-        with f.open("rb") as fh:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt"))
+    # Hashed once per process for each state of the files (a retrained model has new sizes and times).
+    return _hash_files(str(root), tuple((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@lru_cache(maxsize=8)
+def _hash_files(root: str, files: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for name, _size, _mtime in files:
+        h.update(name.encode())
+        with (Path(root) / name).open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()[:20]

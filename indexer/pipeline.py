@@ -29,7 +29,8 @@ from indexer.config import IndexerSettings, thread_cap
 from indexer.dates import ISO, format_date
 from indexer.decisions import extract_decisions
 from indexer.discover import check_corpus_dir, discover
-from indexer.embed import Encoder, HashingEncoder, can_pool, cap_threads, load_encoder, resolve_precision, variant_of
+from indexer.embed import (Encoder, HashingEncoder, can_pool, cap_threads, load_encoder, model_digest, resolve_precision,
+                           variant_of)
 from indexer.parse import ParseError, page_count, parse
 from indexer.records import (
     Chunk, Decision, DocumentMeta, DocumentRecord, Duplicate, ParsedDocument, PartSpan, SentenceSpan, Skipped,
@@ -136,9 +137,11 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
     pooled = settings.sentence_vectors == "pooled" and (can_pool(encoder) if encoder else can_pool(variant))
     precision = (getattr(encoder, "precision", "fp32") if encoder else
                  resolve_precision(settings.encoder_precision) if variant == "torch" else "fp32")
+    digest = model_digest(model_name)
     fingerprint = {
         "pipeline_version": PIPELINE_VERSION,
         "model": model_name,
+        "model_digest": digest,  # the same name retrained is another model
         "encoder_variant": variant,
         "target_tokens": settings.chunk_target_tokens,
         "tiktoken_encoding": settings.tiktoken_encoding,
@@ -154,7 +157,8 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
     prev_docs = (prev_manifest or {}).get("documents", {})
     # Vectors of another variant (fp32 against int8) are close but not the same: not reused.
     same_vectors = (bool(prev_manifest) and prev_manifest["model"].get("variant", "torch") == variant
-                    and prev_manifest["model"].get("precision", "fp32") == precision)
+                    and prev_manifest["model"].get("precision", "fp32") == precision
+                    and prev_manifest["model"].get("digest", "") == digest)
 
     def unchanged(src: SourceFile) -> bool:
         entry = prev_docs.get(src.doc_id)
@@ -278,7 +282,7 @@ def _build_unlocked(settings: IndexerSettings, encoder: Encoder | None = None,
     else:
         enc = enc or _load_encoder(settings)
         model_info = {"name": enc.name, "dim": enc.dim, "max_tokens": enc.max_tokens, "variant": enc.variant,
-                      "precision": getattr(enc, "precision", "fp32")}
+                      "precision": getattr(enc, "precision", "fp32"), "digest": digest}
     manifest = {
         "fingerprint": fingerprint,
         "model": model_info,

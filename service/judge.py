@@ -310,6 +310,7 @@ class Judge:
         self.mean, self.std = w["mean"], w["std"]
         self.w1, self.b1, self.w2, self.b2 = w["w1"], w["b1"], w["w2"], w["b2"]
         self.encoder = meta.get("encoder")
+        self.encoder_digest = meta.get("encoder_digest", "")  # the weights it read ("" in older files)
         from service.crossjudge import load_cross
 
         # The second stage, when trained with this judge; without its file the light judge decides alone.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.config import DEFAULT_MODEL
-from indexer.embed import Encoder, load_encoder
+from indexer.embed import Encoder, load_encoder, model_digest
 from indexer.store import IndexError_, LoadedIndex, current_build, load_index
 from service.config import ServiceSettings
 from service.deps import Services
@@ -63,6 +63,13 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
             f"index was built with {index.manifest['model']['name']!r} (dim {index.manifest['model']['dim']}) "
             f"but the encoder is {encoder.name!r} (dim {encoder.dim}): rebuild the index"
         )
+    # The same model name retrained (make judge) is other weights: vectors of the old ones are not
+    # comparable with queries encoded by the new ones.
+    digest = model_digest(encoder.name)
+    built_digest = index.manifest["model"].get("digest", "")
+    if digest and built_digest and digest != built_digest:
+        raise IndexError_(f"index was built with other weights of {encoder.name!r} than the ones installed "
+                          f"(digest {built_digest} against {digest}): rebuild the index")
     built_variant = index.manifest["model"].get("variant", "torch")
     if getattr(encoder, "variant", built_variant) != built_variant:
         log.warning("the index's vectors are %s but queries are encoded with %s: results may differ slightly",
@@ -73,6 +80,10 @@ def build_services(settings: ServiceSettings, encoder: Encoder | None = None, in
     decisions = DecisionSearch(index, retriever)
     if judge is LOAD_JUDGE:
         judge = load_judge(settings.judge_dir or DEFAULT_JUDGE) if settings.use_judge else None
+    if judge is not None and judge.encoder == encoder.name and digest and judge.encoder_digest \
+            and judge.encoder_digest != digest:
+        raise IndexError_(f"the judge in {settings.judge_dir or DEFAULT_JUDGE} was trained on other weights of "
+                          f"{encoder.name!r} than the ones installed: retrain it (make judge)")
     if judge is not None and judge.encoder != encoder.name:
         if settings.judge_dir is not None:
             raise IndexError_(f"the judge in {settings.judge_dir} was trained on {judge.encoder!r} vectors but the "

@@ -65,7 +65,7 @@ def test_build_then_load(built, tiny_corpus):
 
     m = loaded.manifest
     assert m["model"] == {"name": "fake-hashing-64", "dim": 64, "max_tokens": 254, "variant": "hashing",
-                          "precision": "fp32"}
+                          "precision": "fp32", "digest": ""}  # a fake model has no files to digest
     assert m["format_version"] == store.FORMAT_VERSION
     assert m["counts"]["documents"] == 3 and m["counts"]["chunks"] == len(loaded.chunks)
     assert m["counts"]["tokens"] == sum(c.tokens for c in loaded.chunks) > 0
@@ -178,6 +178,33 @@ def test_unchanged_corpus_is_up_to_date_and_writes_nothing(built, fake_encoder):
     assert _builds(settings.index_dir) == before
     assert os.readlink(settings.index_dir / store.CURRENT) == target
     assert store.read_manifest(settings.index_dir)["built_at"] == loaded.manifest["built_at"]
+
+
+def test_a_model_retrained_under_the_same_name_reembeds_everything(tiny_corpus, settings_for, tmp_path):
+    """make judge retrains boardpapers/minilm-members in place: the name stays, the vectors change."""
+    from indexer.embed import HashingEncoder, model_digest
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"weights": 1}')
+    enc = HashingEncoder(dim=64)
+    enc.name = str(folder)  # a model named by its folder, as a local model is
+    settings = settings_for(tiny_corpus)
+    first = _build(settings, enc)
+    assert store.read_manifest(settings.index_dir)["model"]["digest"] == model_digest(str(folder)) != ""
+    assert _build(settings, enc).up_to_date
+    (folder / "config.json").write_text('{"weights": 2}')
+    # The service refuses the old index with the new weights (query vectors would not match).
+    from service.config import ServiceSettings
+    from service.reload import build_services
+
+    with pytest.raises(store.IndexError_, match="other weights"):
+        build_services(ServiceSettings(index_dir=settings.index_dir, onnx_queries=False), encoder=enc, judge=None)
+    again = _build(settings, enc)
+    assert not again.up_to_date and again.embedded == first.chunks and again.reused_vectors == 0
+    assert store.read_manifest(settings.index_dir)["model"]["digest"] == model_digest(str(folder))
+    assert build_services(ServiceSettings(index_dir=settings.index_dir, onnx_queries=False), encoder=enc,
+                          judge=None).index.chunks
 
 
 def test_changed_file_reembeds_only_its_chunks(built, tiny_corpus, fake_encoder):
