@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import warnings
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +25,9 @@ import numpy as np
 QUESTION_WORDS = frozenset({"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "did", "does",
                             "do", "was", "were", "is", "are", "much", "many"})
 MAX_PIECES = 64  # a candidate's first 64 word pieces: sentences are mostly shorter, and the cost grows with it
+# Texts whose pieces are kept: one index's candidates are its own sentences, asked again and again (by
+# every question near them, and by training's pass over thousands of questions); ~16 KB each.
+CACHE_TEXTS = 32_768
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class TokenEncoder:
         self.special = {self.tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")} - {None}
         self.df: Counter = Counter()
         self.n = 1
+        self._cache: OrderedDict[str, Tokens] = OrderedDict()
+        self._lock = threading.Lock()  # requests run on a thread pool; the model pass runs outside it
 
     def fit_idf(self, passages: Sequence[str]) -> None:
         """Word-piece document frequencies over the index's passages (the rarity weights)."""
@@ -88,7 +94,22 @@ class TokenEncoder:
         return t, idf, idf >= rare_share * self.top_idf
 
     def encode(self, texts: Sequence[str], batch_tokens: int = 4096) -> list[Tokens]:
-        """Each text's word pieces and their vectors; batched longest first, each batch padded to its longest."""
+        """Each text's word pieces and their vectors (the last CACHE_TEXTS texts' kept)."""
+        cache = self._cache
+        with self._lock:
+            found = {t: cache[t] for t in texts if t in cache}
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        found.update(zip(missing, self._run(missing, batch_tokens) if missing else []))
+        with self._lock:
+            for t in dict.fromkeys(texts):
+                cache[t] = found[t]
+                cache.move_to_end(t)
+            while len(cache) > CACHE_TEXTS:
+                cache.popitem(last=False)
+        return [found[t] for t in texts]
+
+    def _run(self, texts: Sequence[str], batch_tokens: int) -> list[Tokens]:
+        """A model pass over the texts, batched longest first, each batch padded to its longest."""
         encodings = self.tokenizer.encode_batch(list(texts))
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
