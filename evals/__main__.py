@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     te.add_argument("--epochs", type=int, default=3)
     te.add_argument("--batch-size", type=int, default=32)
     te.add_argument("--lr", type=float, default=3e-5)
+    te.add_argument("--folds", type=int, default=0,
+                    help="cross-fitting: split the training questions into this many folds (by split group)...")
+    te.add_argument("--fold", type=int, default=0, help="...and train without this one")
 
     tj = sub.add_parser("train-judge", help="train the judge on evals/train with an index of the tuned encoder")
     tj.add_argument("--index", type=Path, required=True)
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also train the cross-encoder second stage (measured, not shipped: see README, \"The judge\")")
     tj.add_argument("--seed", type=int, default=13,
                     help="the light judge's seed (initial weights, dropout, question order); 13 is the shipped judge's")
+    tj.add_argument("--fold-indexes", default="",
+                    help="comma-separated indexes of the training corpus, the i-th built with the encoder trained "
+                         "with --folds N --fold i: each training question's examples come from the one that never saw it")
     tj.add_argument("--cross-epochs", type=int, default=2)
     tj.add_argument("--cross-k", type=int, default=8, help="candidates the cross-encoder reads per question")
     tj.add_argument("--cross-layers", type=int, default=2, help="layers of the tuned encoder it keeps")

@@ -90,6 +90,28 @@ def collect(rows: list[dict], answerer, tokens: bool = False) -> Examples:
                     texts, asked, np.asarray(passage, np.int64), groups)
 
 
+def collect_folds(rows: list[dict], answerers: list, folds: list[int]) -> Examples:
+    """collect() of each fold's rows by its own answerer, merged back in row order (question numbers
+    are row indexes, as collect() numbers them)."""
+    parts = []
+    for f, answerer in enumerate(answerers):
+        mine = [i for i, k in enumerate(folds) if k == f]
+        ex = collect([rows[i] for i in mine], answerer)
+        ex.question = np.asarray(mine)[ex.question] if len(ex.question) else ex.question
+        parts.append((mine, ex))
+    answerable = np.zeros(len(rows), bool)
+    for mine, ex in parts:
+        answerable[mine] = ex.answerable
+    groups, asked = [""] * len(rows), [""] * len(rows)
+    for mine, ex in parts:
+        for j, i in enumerate(mine):
+            groups[i], asked[i] = ex.groups[j], ex.asked[j]
+    exs = [ex for _, ex in parts]
+    return Examples(np.concatenate([e.pair for e in exs]), np.concatenate([e.scalars for e in exs]),
+                    np.concatenate([e.labels for e in exs]), np.concatenate([e.question for e in exs]), answerable,
+                    sum((e.texts for e in exs), []), asked, np.concatenate([e.rows for e in exs]), groups)
+
+
 def question_scores(ex: Examples, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(best probability, 1 if that best candidate holds the evidence) per question with candidates."""
     best, good = [], []
@@ -242,12 +264,18 @@ def calibrate(dev: Examples, probs: np.ndarray) -> dict:
 
 def train_judge(answerer, train_rows: list[dict], dev_rows: list[dict], out: Path, encoder_name: str,
                 cross: bool = False, cross_options: dict | None = None, index_note: str = "", folds: int = 0,
-                **kw) -> dict:
+                fold_answerers: list | None = None, train_folds: list[int] | None = None, **kw) -> dict:
     """Both stages, trained and calibrated: the light judge, then (cross=True) the cross-encoder over its
     top K; without a second stage, the answerability model over `folds` out-of-fold refits (0: none).
-    Returns the record written to judge.json."""
+    With fold_answerers (cross-fitting), training row i is gathered by fold_answerers[train_folds[i]], the
+    answerer over an index whose encoder never trained on that row; dev is always `answerer`'s (the
+    shipped encoder's), as served. Returns the record written to judge.json."""
     t0 = time.time()
-    train, dev = collect(train_rows, answerer), collect(dev_rows, answerer)
+    if fold_answerers:
+        train = collect_folds(train_rows, fold_answerers, train_folds)
+    else:
+        train = collect(train_rows, answerer)
+    dev = collect(dev_rows, answerer)
     meta = fit_and_save(train, dev, out, encoder_name, len(train_rows), len(dev_rows), t0, cross, cross_options,
                         folds=folds, **kw)
     if index_note:  # which index the candidates came from (its papers decide the unanswerable questions' candidates)

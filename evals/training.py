@@ -17,6 +17,11 @@ def _rows(split: str, exclude: tuple[str, ...]) -> list[dict]:
     return [r for r in rows if not (r.get("doc") and r["doc"].startswith(exclude))]
 
 
+def _folds(rows: list[dict], folds: int) -> list[int]:
+    """Each row's cross-fitting fold, by its split group, so near-duplicates share a fold."""
+    return [trainset.fold_of(k, folds) for k in trainset.group_keys(rows)]
+
+
 def _services(index_dir: Path, model: str | None = None):
     from indexer.store import load_index
     from service.reload import build_services
@@ -43,13 +48,17 @@ def main(args) -> int:
         from evals.train_encoder import mine, train, write_card
 
         svc = _services(args.index)
-        train_rows = [r for r in _rows("train", exclude) if "evidence" in r]
+        rows = _rows("train", exclude)
+        if args.folds > 1:  # cross-fitting: this encoder never sees fold `args.fold` (see train-judge)
+            rows = [r for r, f in zip(rows, _folds(rows, args.folds)) if f != args.fold]
+        train_rows = [r for r in rows if "evidence" in r]
         dev_rows = [r for r in _rows("dev", exclude) if "evidence" in r]
         triplets = mine(train_rows, svc.index, svc.retriever)
         log.info("%d triplets from %d training questions; %d dev questions", len(triplets), len(train_rows), len(dev_rows))
         info = train(svc.index.manifest["model"]["name"], triplets, dev_rows, svc.index, svc.retriever.reader, args.out,
                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
         info.update({"train_questions": len(train_rows), "dev_questions": len(dev_rows), "excluded_docs": list(exclude),
+                     **({"without_fold": args.fold, "folds": args.folds} if args.folds > 1 else {}),
                      "data": "evals/train/{train,dev}_questions.jsonl"})
         write_card(args.out, info)
         print(json.dumps(info, indent=1))
@@ -58,8 +67,17 @@ def main(args) -> int:
 
     svc = _services(args.index)
     cross = {"epochs": args.cross_epochs, "k": args.cross_k, "layers": args.cross_layers}
-    meta = train_judge(svc.answerer, _rows("train", exclude), _rows("dev", exclude), args.out,
+    train_rows = _rows("train", exclude)
+    fold_answerers = None
+    if args.fold_indexes:
+        # Cross-fitted judge examples: each training question's candidates come from the index of the
+        # encoder that never trained on it, so the judge learns how far to trust the encoder's scores on
+        # questions it has not seen, which is every question it will serve.
+        fold_answerers = [_services(Path(p)).answerer for p in args.fold_indexes.split(",")]
+    meta = train_judge(svc.answerer, train_rows, _rows("dev", exclude), args.out,
                        svc.index.manifest["model"]["name"], cross=args.cross, cross_options=cross, folds=args.folds,
-                       index_note=f"{args.index} ({len(svc.index.chunks)} chunks)", seed=args.seed)
+                       index_note=f"{args.index} ({len(svc.index.chunks)} chunks)", seed=args.seed,
+                       fold_answerers=fold_answerers,
+                       train_folds=_folds(train_rows, len(fold_answerers)) if fold_answerers else None)
     print(json.dumps(meta["training"] | {"calibration": meta["calibration"]}, indent=1))
     return 0

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,6 +57,12 @@ def section_key(row: dict) -> str:
 def is_dev(key: str) -> bool:
     """Whether a group (named by group_keys) goes to dev."""
     return hashlib.sha256(key.encode()).digest()[0] % DEV_SHARE == 0
+
+
+def fold_of(key: str, folds: int) -> int:
+    """Which of `folds` folds a group (named by group_keys) falls in, for cross-fitting the training
+    split itself (the encoder trained without a fold gives that fold's judge examples)."""
+    return zlib.crc32(key.encode()) % folds
 
 
 def group_keys(rows: list[dict], papers: dict[str, str] | None = None) -> list[str]:

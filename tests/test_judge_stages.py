@@ -152,6 +152,15 @@ def test_token_vectors_of_the_real_encoder():
     near, far = enc.encode(["The screening budget was £1.2m.", "The board met in March."])
     match = token_features(q, [near, far], [0, 1], idf, rare)
     assert match[0, 0] > match[1, 0]  # the sentence holding the words matches them better
+    # Asked again (a candidate of the next question), a text comes from the cache, not a model pass;
+    # a new one beside it is run alone, and batched or not its vectors are the same.
+    runs = []
+    real_run = enc._run
+    enc._run = lambda texts, batch: runs.append(list(texts)) or real_run(texts, batch)
+    again, other = enc.encode(["The screening budget was £1.2m.", "Cabinet approved the plan."])
+    assert again is near and runs == [["Cabinet approved the plan."]]
+    alone = real_run(["Cabinet approved the plan."], 4096)[0]
+    assert np.allclose(alone.vectors, other.vectors, atol=1e-5)
 
 
 @pytest.mark.parametrize("argv, seed", [([], 13), (["--seed", "7"], 7)])
