@@ -705,9 +705,18 @@ def _embed(hashes: list[str], text_of, reuse: dict[str, np.ndarray], enc: Encode
     if need:
         if enc is None:
             enc = _load_encoder(settings)
-        log.info("embedding %d %s with %s (%s)", len(need), what, enc.name, enc.variant)
-        vectors[need] = enc.encode([text_of(i) for i in need], settings.batch_size, settings.progress,
-                                   desc=f"embed {what}")
+        # One encoding per content hash (model and embedded text): papers repeat themselves (standing
+        # items, apologies, the same paragraph in a report and its appendix), so a build's sentences
+        # and chunks hold duplicates, which get the same vector.
+        first: dict[str, int] = {}
+        for i in need:
+            first.setdefault(hashes[i], i)
+        distinct = list(first.values())
+        log.info("embedding %d %s (%d distinct) with %s (%s)", len(need), what, len(distinct), enc.name, enc.variant)
+        vectors[distinct] = enc.encode([text_of(i) for i in distinct], settings.batch_size, settings.progress,
+                                       desc=f"embed {what}")
+        for i in need:
+            vectors[i] = vectors[first[hashes[i]]]
     return vectors, enc, len(need)
 
 

@@ -803,3 +803,25 @@ def test_only_a_build_that_loads_the_model_parses_apart(tmp_path, tiny_corpus, s
     with pytest.raises(Stop):
         pipeline.build(settings_for(tiny_corpus, model=model), fake_encoder if given else None)
     assert seen == [apart]
+
+
+def test_a_text_that_recurs_in_a_build_is_encoded_once(settings_for, tmp_path, fake_encoder):
+    # Papers repeat themselves (standing items, a paragraph in a report and its appendix): each distinct
+    # content hash is encoded once and every row holding it gets that vector; reused hashes not at all.
+    seen: list[str] = []
+    real = fake_encoder.encode
+
+    def counting(texts, *a, **k):
+        seen.extend(texts)
+        return real(texts, *a, **k)
+
+    fake_encoder.encode = counting
+    texts = {"a": "apologies for absence", "b": "the board noted the report", "c": "screening uptake rose"}
+    hashes = ["a", "b", "a", "c", "a", "b"]
+    reused = {"c": np.full(64, 0.125, np.float32)}
+    vectors, _, embedded = pipeline._embed(hashes, lambda i: texts[hashes[i]], reused, fake_encoder,
+                                           settings_for(tmp_path), "sentences", None)
+    assert sorted(seen) == sorted([texts["a"], texts["b"]]) and embedded == 5
+    assert np.array_equal(vectors[0], vectors[2]) and np.array_equal(vectors[0], vectors[4])
+    assert np.array_equal(vectors[1], vectors[5]) and np.array_equal(vectors[3], reused["c"])
+    assert np.allclose(vectors[0], real([texts["a"]])[0]) and not np.allclose(vectors[0], vectors[1])
