@@ -26,8 +26,10 @@ QUESTION_WORDS = frozenset({"what", "which", "who", "whom", "whose", "when", "wh
                             "do", "was", "were", "is", "are", "much", "many"})
 MAX_PIECES = 64  # a candidate's first 64 word pieces: sentences are mostly shorter, and the cost grows with it
 # Texts whose pieces are kept: one index's candidates are its own sentences, asked again and again (by
-# every question near them, and by training's pass over thousands of questions); ~16 KB each.
-CACHE_TEXTS = 32_768
+# every question near them, and by training's pass over thousands of questions). A sentence's ~25
+# pieces in float32 are ~40 KB, so at most about 0.5 GB, held only by a judge that reads tokens (off as
+# shipped); the training corpus has about 10,000 sentences.
+CACHE_TEXTS = 12_288
 
 
 @dataclass(frozen=True)
