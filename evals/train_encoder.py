@@ -202,7 +202,9 @@ def write_card(out: Path, info: dict) -> None:
         f"all-MiniLM-L6-v2 ({info['base']}) fine-tuned on council members' and officers' questions about board "
         "papers, so that lay wording (\"kids leaving care\", \"lighting up\") finds the passage that answers it.\n\n"
         f"- Data: {info['train_questions']} training questions of `evals/train/train_questions.jsonl` "
-        f"(papers left out: {', '.join(info['excluded_docs']) or 'none'}), each paired with the passage and the "
+        f"(papers left out: {', '.join(info.get('excluded_docs') or []) or 'none'}"
+        + (f"; cross-fitting: fold {info['without_fold']} of {info['folds']} left out" if "without_fold" in info else "")
+        + "), each paired with the passage and the "
         "sentence holding its evidence and a hard negative of each mined by the base retriever: "
         f"{info['triplets']} triplets.\n"
         f"- Recipe: in-batch multiple-negatives ranking loss (scale 20), AdamW lr {info['lr']}, batch {info['batch_size']}, "
