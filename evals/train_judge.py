@@ -99,11 +99,9 @@ def collect_folds(rows: list[dict], answerers: list, folds: list[int]) -> Exampl
         ex = collect([rows[i] for i in mine], answerer)
         ex.question = np.asarray(mine)[ex.question] if len(ex.question) else ex.question
         parts.append((mine, ex))
-    answerable = np.zeros(len(rows), bool)
+    answerable, groups, asked = np.zeros(len(rows), bool), [""] * len(rows), [""] * len(rows)
     for mine, ex in parts:
         answerable[mine] = ex.answerable
-    groups, asked = [""] * len(rows), [""] * len(rows)
-    for mine, ex in parts:
         for j, i in enumerate(mine):
             groups[i], asked[i] = ex.groups[j], ex.asked[j]
     exs = [ex for _, ex in parts]

@@ -514,7 +514,8 @@ def _files_digest(model_path: str) -> str:
     root = Path(model_path)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt"))
     # Hashed once per process for each state of the files (a retrained model has new sizes and times).
-    return _hash_files(str(root), tuple((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    stats = [(f, f.stat()) for f in files]
+    return _hash_files(str(root), tuple((str(f.relative_to(root)), st.st_size, st.st_mtime_ns) for f, st in stats))
 
 
 @lru_cache(maxsize=8)

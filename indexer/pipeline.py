@@ -715,8 +715,7 @@ def _embed(hashes: list[str], text_of, reuse: dict[str, np.ndarray], enc: Encode
         log.info("embedding %d %s (%d distinct) with %s (%s)", len(need), what, len(distinct), enc.name, enc.variant)
         vectors[distinct] = enc.encode([text_of(i) for i in distinct], settings.batch_size, settings.progress,
                                        desc=f"embed {what}")
-        for i in need:
-            vectors[i] = vectors[first[hashes[i]]]
+        vectors[need] = vectors[[first[hashes[i]] for i in need]]
     return vectors, enc, len(need)
 
 
